@@ -1,0 +1,124 @@
+"""Execution profiles: one place that says how big a run is.
+
+A chapter takes ``profile`` as a papermill parameter and reads every size from here, so the
+same notebook runs in seconds (``smoke``, used by the tests), in minutes on a laptop CPU
+(``quick``, the default of the main command) or at the paper's reference settings (``paper``,
+meant for a GPU). Individual values can be overridden without editing this file.
+
+Example:
+    >>> from mer_lib.profiles import get_profile
+    >>> p = get_profile("quick")
+    >>> p.name, p.excerpt_frames
+    ('quick', 157)
+    >>> get_profile("quick", epochs=3).epochs
+    3
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from .errors import ParameterError
+
+#: Frames per second of the spectrogram front end (DESIGN §2).
+FPS = 31.3
+
+#: The ten seeds of the paper's experiments.
+PAPER_SEEDS = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size knob of a run. Use :func:`get_profile` to get one."""
+
+    name: str
+    # data
+    n_clips: int                 # synthetic corpus size (real data: all clips)
+    clip_seconds: float          # synthetic clip length
+    n_extra_midlevel: int        # extra synthetic clips with mid-level labels only
+    excerpt_seconds: float       # length of the random excerpt fed to the model
+    # model and training
+    width: float                 # channel multiplier of the VGG backbone (1.0 = paper)
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    seeds: tuple[int, ...]
+    # attacks
+    attack_iterations: int       # max iterations of the evaluation attack
+    adv_attack_iterations: int   # max iterations of the attack inside adversarial training
+    adv_every: int               # adversarial epochs: every adv_every-th epoch
+    epsilons: tuple[float, ...] = field(default=(0.001,))
+
+    @property
+    def excerpt_frames(self) -> int:
+        """Excerpt length in frames (10 s -> 313, as in the paper)."""
+        return int(math.ceil(self.excerpt_seconds * FPS))
+
+    def as_dict(self) -> dict:
+        """Plain dict (for configuration keys and tables)."""
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", n_clips=40, clip_seconds=3.0, n_extra_midlevel=0, excerpt_seconds=2.0,
+        width=0.125, epochs=2, patience=2, batch_size=8, lr=5e-4, seeds=(6,),
+        attack_iterations=5, adv_attack_iterations=2, adv_every=1, epsilons=(0.001, 0.01),
+    ),
+    "quick": Profile(
+        name="quick", n_clips=360, clip_seconds=8.0, n_extra_midlevel=0, excerpt_seconds=5.0,
+        width=0.25, epochs=30, patience=10, batch_size=8, lr=5e-4, seeds=(6, 21, 42),
+        attack_iterations=100, adv_attack_iterations=10, adv_every=5,
+        epsilons=(0.001, 0.003, 0.01, 0.03, 0.1),
+    ),
+    "paper": Profile(
+        name="paper", n_clips=360, clip_seconds=15.0, n_extra_midlevel=0, excerpt_seconds=10.0,
+        width=1.0, epochs=200, patience=50, batch_size=8, lr=5e-4, seeds=PAPER_SEEDS,
+        attack_iterations=1000, adv_attack_iterations=50, adv_every=5,
+        epsilons=(0.0003, 0.001, 0.003, 0.01, 0.03),
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """Return the named profile, with any field replaced by ``overrides`` (None = keep).
+
+    Raises ParameterError for an unknown profile, an unknown field or an out-of-range value.
+    """
+    if name not in PROFILES:
+        raise ParameterError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+    base = PROFILES[name]
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ParameterError(f"unknown profile field(s) {unknown}; known: {sorted(fields)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "seeds" in changes:
+        changes["seeds"] = tuple(changes["seeds"])
+    if "epsilons" in changes:
+        changes["epsilons"] = tuple(changes["epsilons"])
+    profile = dataclasses.replace(base, **changes)
+    _validate(profile)
+    return profile
+
+
+def _validate(p: Profile) -> None:
+    positive = ("clip_seconds", "excerpt_seconds", "width", "lr")
+    for key in positive:
+        value = getattr(p, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+                or not math.isfinite(value):
+            raise ParameterError(f"profile field {key} must be a finite number > 0, got {value!r}")
+    at_least = {"n_clips": 10, "epochs": 1, "patience": 1, "batch_size": 1,
+                "attack_iterations": 1, "adv_attack_iterations": 1, "adv_every": 1,
+                "n_extra_midlevel": 0}
+    for key, minimum in at_least.items():
+        value = getattr(p, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ParameterError(f"profile field {key} must be an integer >= {minimum}, got {value!r}")
+    if not p.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in p.seeds):
+        raise ParameterError(f"profile field seeds must be a non-empty list of integers, got {p.seeds!r}")
+    if not p.epsilons or not all(isinstance(e, (int, float)) and e > 0 for e in p.epsilons):
+        raise ParameterError(f"profile field epsilons must be a list of numbers > 0, got {p.epsilons!r}")
