@@ -1,0 +1,143 @@
+"""Reading audio files and preparing waveforms for the front end.
+
+The reference's preprocessing: mono, 22 050 Hz, leading and trailing exactly-zero samples
+dropped, peak-normalised to ``max |x| = 1``.
+
+Example:
+    >>> import numpy as np
+    >>> t = np.arange(44100) / 44100
+    >>> x = np.concatenate([np.zeros(10), 0.5 * np.cos(2 * np.pi * 440 * t), np.zeros(10)])
+    >>> w = prepare_waveform(x, 44100)
+    >>> w.shape[0], round(float(w.abs().max()), 6)
+    (22050, 1.0)
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mer_lib.errors import DataLayoutError, ParameterError
+from mer_lib.frontend import SAMPLE_RATE
+
+__all__ = ["load_audio", "prepare_waveform", "load_waveform"]
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to a float32 array (samples, channels) and its rate; raise on failure."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return data, int(sr)
+    except Exception as sf_error:  # unsupported format or corrupt file: try librosa
+        try:
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+        except Exception as lr_error:
+            raise DataLayoutError(
+                f"cannot read audio file {path}: it is not a readable MP3/WAV/FLAC/OGG file "
+                f"or it is corrupt (soundfile: {sf_error}; librosa: "
+                f"{type(lr_error).__name__}: {lr_error})") from None
+        data = np.atleast_2d(np.asarray(data, dtype=np.float32)).T  # -> (samples, channels)
+        return data, int(sr)
+
+
+def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read an audio file as a mono float32 signal; returns ``(signal, sample_rate)``.
+
+    Uses soundfile (WAV, FLAC, OGG, MP3 with libsndfile >= 1.1), falling back to
+    ``librosa.load(sr=None)``. Channels are averaged. Raises ``DataLayoutError`` naming the
+    path if the file is missing, empty, unreadable, has no samples or is all zeros.
+
+    Example:
+        >>> load_audio("no/such/file.mp3")
+        Traceback (most recent call last):
+        ...
+        mer_lib.errors.DataLayoutError: audio file no/such/file.mp3 does not exist
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataLayoutError(f"audio file {path} does not exist")
+    if not path.is_file():
+        raise DataLayoutError(f"audio file {path} is not a file (expected an MP3/WAV/FLAC file)")
+    if path.stat().st_size == 0:
+        raise DataLayoutError(f"audio file {path} is empty (0 bytes)")
+    data, sr = _read(path)
+    if sr <= 0:
+        raise DataLayoutError(f"audio file {path} reports an invalid sample rate {sr}")
+    if data.shape[0] == 0:
+        raise DataLayoutError(f"audio file {path} contains no audio samples")
+    signal = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    signal = np.ascontiguousarray(signal, dtype=np.float32)
+    if not np.isfinite(signal).all():
+        raise DataLayoutError(f"audio file {path} contains NaN or infinite samples")
+    if not np.any(signal):
+        raise DataLayoutError(f"audio file {path} is silent (all {signal.size} samples are zero)")
+    return signal, sr
+
+
+def prepare_waveform(signal: np.ndarray | torch.Tensor, sr: int,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """Turn a mono signal into the front end's input.
+
+    Converts to float32 torch (on ``device`` if given, else the tensor's own device / CPU),
+    resamples to 22 050 Hz with ``torchaudio.functional.resample`` (skipped if ``sr`` is
+    already 22 050), drops leading and trailing exactly-zero samples and divides by the
+    peak absolute value.
+
+    Example:
+        >>> prepare_waveform(np.array([0.0, 0.0, 0.5, -0.25, 0.0]), 22050).tolist()
+        [1.0, -0.5]
+    """
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"sr must be a positive integer sample rate in Hz, got {sr!r}")
+    sr = int(sr)
+    if isinstance(signal, np.ndarray):
+        x = torch.from_numpy(np.asarray(signal, dtype=np.float32))
+    elif isinstance(signal, torch.Tensor):
+        x = signal.detach() if signal.requires_grad else signal
+    else:
+        raise ParameterError(
+            f"signal must be a numpy array or torch tensor, got {type(signal).__name__}")
+    if x.dim() != 1:
+        raise ParameterError(
+            f"signal must be 1-D (mono samples), got shape {tuple(x.shape)}; mix channels first")
+    x = x.to(device=device if device is not None else x.device, dtype=torch.float32)
+    if x.numel() == 0:
+        raise DataLayoutError("signal is empty (0 samples); expected a non-empty mono signal")
+    if not torch.isfinite(x).all():
+        raise DataLayoutError("signal contains NaN or infinite samples")
+    if sr != SAMPLE_RATE:
+        import torchaudio.functional as taf
+
+        x = taf.resample(x, orig_freq=sr, new_freq=SAMPLE_RATE)
+    nz = torch.nonzero(x).flatten()
+    if nz.numel() == 0:
+        raise DataLayoutError(
+            f"signal is silent (all {x.numel()} samples are zero); cannot peak-normalise it")
+    x = x[int(nz[0]):int(nz[-1]) + 1]
+    return x / x.abs().max()
+
+
+def load_waveform(path: str | os.PathLike,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """``prepare_waveform(*load_audio(path), device)``: a file as front-end input.
+
+    Example:
+        >>> load_waveform("missing.wav")
+        Traceback (most recent call last):
+        ...
+        mer_lib.errors.DataLayoutError: audio file missing.wav does not exist
+    """
+    signal, sr = load_audio(path)
+    try:
+        return prepare_waveform(signal, sr, device=device)
+    except DataLayoutError as err:
+        raise DataLayoutError(f"audio file {path}: {err}") from None

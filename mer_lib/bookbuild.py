@@ -1,0 +1,155 @@
+"""Execute the book's chapters with papermill and build the static site (Jupyter Book 1.x).
+
+The chapter sources in ``book/`` carry no outputs. This module stages a copy of the book in
+``_build/source/``, executes each chapter notebook there with papermill (injecting the
+``profile`` and ``device`` parameters, and any ``-p name value`` you add), and runs
+``jupyter-book build`` on the staged copy, so the site shows the executed notebooks.
+
+Usage (the Makefile's ``make book`` / ``make site`` call this):
+
+    python -m mer_lib.bookbuild --profile quick            # execute every chapter + build
+    python -m mer_lib.bookbuild --chapters robustness -p epsilons "[0.001, 0.01]"
+    python -m mer_lib.bookbuild --site-only                # rebuild from executed chapters
+
+MathJax is served from the site itself (copied from the ``jupyter-server-mathjax`` package),
+so formulas render without internet access.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .errors import MerError, ParameterError
+from .profiles import PROFILES
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` that holds ``_toc.yml`` and ``book/``.
+
+    The toc's file names are relative to ``book/``; the staged copy puts ``book/``'s files
+    beside ``_config.yml`` and ``_toc.yml``.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "book").is_dir():
+            return folder
+    raise ParameterError(f"no project root (a folder with _toc.yml and book/) at or above {here}")
+
+
+def chapters(root: Path) -> list[str]:
+    """Chapter files listed in ``_toc.yml`` (relative paths without suffix), notebooks only."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    names = [toc["root"]]
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        names += [c["file"] for c in part.get("chapters", [])]
+    return [n for n in names if (root / "book" / f"{n}.ipynb").is_file()]
+
+
+def stage(root: Path, staged: Path) -> None:
+    """Copy config, toc and every non-notebook book file into ``staged``; add offline MathJax."""
+    staged.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, staged / name)
+    for src in (root / "book").rglob("*"):
+        if src.is_file() and src.suffix != ".ipynb" and ".ipynb_checkpoints" not in src.parts:
+            dst = staged / src.relative_to(root / "book")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    import jupyter_server_mathjax
+
+    mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = staged / "_static" / "mathjax"
+    if not (target / "MathJax.js").is_file():
+        shutil.copytree(mathjax, target, dirs_exist_ok=True)
+
+
+def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print) -> float:
+    """Run one chapter with papermill into the staged book; return the wall time in seconds."""
+    import papermill
+
+    source = root / "book" / f"{chapter}.ipynb"
+    target = staged / f"{chapter}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log(f"executing {chapter} with {parameters}")
+    t0 = time.time()
+    tmp = target.with_suffix(".running.ipynb")
+    papermill.execute_notebook(str(source), str(tmp), parameters=parameters,
+                               cwd=str(source.parent), progress_bar=False, kernel_name="python3")
+    os.replace(tmp, target)
+    return time.time() - t0
+
+
+def build_site(staged: Path, output: Path) -> Path:
+    """Run ``jupyter-book build`` (warnings are errors) and return the path of index.html."""
+    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(staged),
+           "--path-output", str(output), "-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return output / "_build" / "html" / "index.html"
+
+
+def _parse_params(pairs: list[list[str]]) -> dict:
+    params = {}
+    for name, raw in pairs:
+        try:
+            params[name] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[name] = raw
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mer_lib.bookbuild", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--chapters", nargs="*", help="execute only these (e.g. data training)")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="extra papermill parameter (Python literal)")
+    parser.add_argument("--site-only", action="store_true", help="do not execute, only build")
+    parser.add_argument("--build-dir", default="_build", help="output folder (default _build)")
+    args = parser.parse_args(argv)
+    try:
+        root = project_root()
+        build = (root / args.build_dir).resolve()
+        staged = build / "source"
+        os.environ.setdefault("MER_HOME", str(root / "runs"))
+        stage(root, staged)
+        names = chapters(root)
+        wanted = args.chapters or names
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise ParameterError(f"unknown chapter(s) {unknown}; the book has {names}")
+        params = {"profile": args.profile, "device": args.device, **_parse_params(args.param)}
+        times = {}
+        t0 = time.time()
+        for name in names:
+            if not args.site_only and name in wanted:
+                times[name] = execute(root, staged, name, params)
+            elif not (staged / f"{name}.ipynb").is_file():
+                if args.site_only or args.chapters:
+                    print(f"note: {name} has not been executed yet; the site shows its source")
+                shutil.copy2(root / "book" / f"{name}.ipynb", staged / f"{name}.ipynb")
+        index = build_site(staged, build / "site")
+    except MerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as err:
+        print(f"error: the site build failed ({err})", file=sys.stderr)
+        return 1
+    for name, secs in times.items():
+        print(f"  {name:30s} {secs:7.1f} s")
+    print(f"executed {len(times)} chapter(s) in {time.time() - t0:.0f} s (profile {args.profile})")
+    print(f"the book is at {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

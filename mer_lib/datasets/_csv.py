@@ -1,0 +1,262 @@
+"""Small helpers shared by the dataset loaders: read a table, check columns and values.
+
+Every check raises :class:`~mer_lib.errors.DataLayoutError` with a message that names the
+file, the column and the first offending row or value, never a pandas stack trace.
+Tables are read with every cell as a string, so that the loaders decide (and report)
+what a bad value is.
+
+Example:
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = p.write_text("id,x\\n1,0.5\\n2,oops\\n")
+    >>> df = read_table(p, ",", expected_columns=2, what="demo table")
+    >>> numeric_columns(df, ["x"], p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mer_lib.errors.DataLayoutError: ...t.csv: column 'x' must hold finite numbers, but data row 2 has 'oops'
+"""
+from __future__ import annotations
+
+import re
+from io import StringIO
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataLayoutError
+
+#: Human names of the separators we know how to recognise.
+SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+#: How many offending values an error message lists before it says "...".
+SHOW = 5
+
+
+def few(values: Iterable, n: int = SHOW) -> str:
+    """``[1, 2, 3, ...]`` (at most ``n`` items, then the count of the rest)."""
+    values = list(values)
+    text = ", ".join(str(v) for v in values[:n])
+    if len(values) > n:
+        text += f", ... ({len(values) - n} more)"
+    return f"[{text}]"
+
+
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8 with or without BOM, else Latin-1)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        return path.read_text(encoding="latin-1")
+
+
+def require_dir(path: Path, what: str, layout: str = "") -> Path:
+    """Return ``path`` if it is a directory, else raise DataLayoutError naming it."""
+    path = Path(path)
+    if not path.is_dir():
+        state = "is not a directory" if path.exists() else "does not exist"
+        raise DataLayoutError(f"{what} {path} {state}.{_layout(layout)}")
+    return path
+
+
+def require_file(path: Path, what: str, layout: str = "") -> Path:
+    """Return ``path`` if it is a file, else raise DataLayoutError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        state = "is not a file" if path.exists() else "is missing"
+        raise DataLayoutError(f"{what} {path} {state}.{_layout(layout)}")
+    return path
+
+
+def require_files_exist(paths: Sequence[Path], what: str, layout: str = "") -> None:
+    """Raise DataLayoutError naming the first few of ``paths`` that are not files."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise DataLayoutError(
+            f"{len(missing)} of {len(paths)} {what} are missing, e.g. {few(missing)}."
+            f"{_layout(layout)}")
+
+
+def _layout(layout: str) -> str:
+    return f"\nExpected layout:\n{layout.rstrip()}" if layout else ""
+
+
+def read_table(path: str | Path, sep: str = ",", *, expected_columns: int | None = None,
+               min_columns: int | None = None, what: str = "table",
+               layout: str = "") -> pd.DataFrame:
+    """Read a delimited text table with every cell as a stripped string.
+
+    Args:
+        path: the file.
+        sep: the separator the file must use (``","``, ``";"`` or ``"\\t"``).
+        expected_columns: exact number of columns required, if given.
+        min_columns: minimum number of columns required, if given.
+        what: what the file is, for error messages (e.g. ``"mid-level metadata"``).
+        layout: the expected dataset layout, appended to structural errors.
+
+    Column names are stripped of surrounding whitespace. Raises DataLayoutError naming
+    ``path`` if the file is missing or empty, uses another separator, cannot be parsed, or
+    has the wrong number of columns.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.csv"
+        >>> _ = p.write_text("song id;Source\\n1;soundtracks\\n")
+        >>> read_table(p, ",", min_columns=2, what="metadata")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mer_lib.errors.DataLayoutError: ...m.csv looks semicolon-separated, expected comma-separated ...
+    """
+    path = require_file(Path(path), f"{what} file", layout)
+    sep_name = SEPARATORS.get(sep, repr(sep))
+    text = _read_text(path)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise DataLayoutError(f"{what} file {path} is empty; expected a {sep_name}-separated "
+                              f"table with a header row.{_layout(layout)}")
+    wanted = expected_columns or min_columns or 0
+    header = lines[0]
+    if wanted > 1 and sep not in header:
+        others = [name for s, name in SEPARATORS.items() if s != sep and s in header]
+        hint = f"looks {others[0]}-separated" if others else "has a single column"
+        raise DataLayoutError(
+            f"{what} file {path} {hint}, expected {sep_name}-separated with "
+            f"{'at least ' if not expected_columns else ''}{wanted} columns "
+            f"(header line: {header[:80]!r}).{_layout(layout)}")
+    try:
+        df = pd.read_csv(StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                         na_filter=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        short = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise DataLayoutError(f"{what} file {path} cannot be parsed as a {sep_name}-separated "
+                              f"table: {short}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if expected_columns is not None and df.shape[1] != expected_columns:
+        raise DataLayoutError(
+            f"{what} file {path} has {df.shape[1]} columns {list(df.columns)}, expected exactly "
+            f"{expected_columns}.{_layout(layout)}")
+    if min_columns is not None and df.shape[1] < min_columns:
+        raise DataLayoutError(
+            f"{what} file {path} has {df.shape[1]} columns {list(df.columns)}, expected at "
+            f"least {min_columns}.{_layout(layout)}")
+    if len(df) == 0:
+        raise DataLayoutError(f"{what} file {path} has a header but no data rows."
+                              f"{_layout(layout)}")
+    return df.apply(lambda col: col.str.strip())
+
+
+def _norm(name: str) -> str:
+    """Normalise a column name for matching: lower case, spaces/underscores collapsed."""
+    return re.sub(r"[\s_]+", " ", str(name).strip().lower())
+
+
+def match_columns(df: pd.DataFrame, required: Mapping[str, str], path: str | Path,
+                  what: str = "table", layout: str = "") -> pd.DataFrame:
+    """Rename the columns of ``df`` named like ``required``'s keys to its values.
+
+    Matching ignores case, surrounding whitespace and the difference between spaces and
+    underscores (``"song_id"`` matches ``"song id"``). Columns not asked for are kept
+    unchanged. Raises DataLayoutError listing every required column that is missing.
+
+    Example:
+        >>> df = pd.DataFrame({"Song_ID": ["1"], "Source": ["x"]})
+        >>> list(match_columns(df, {"song id": "song_id", "source": "source"}, "m.csv").columns)
+        ['song_id', 'source']
+    """
+    found = {_norm(c): c for c in df.columns}
+    missing = [name for name in required if _norm(name) not in found]
+    if missing:
+        raise DataLayoutError(
+            f"{what} file {path} lacks the column(s) {missing}; it has {list(df.columns)}."
+            f"{_layout(layout)}")
+    return df.rename(columns={found[_norm(k)]: v for k, v in required.items()})
+
+
+def _where(df: pd.DataFrame, i: int, id_col: str | None) -> str:
+    """'data row 3 (number=17)' for the i-th (0-based) row."""
+    text = f"data row {i + 1}"
+    if id_col is not None and id_col in df.columns:
+        text += f" ({id_col}={df[id_col].iloc[i]})"
+    return text
+
+
+def numeric_columns(df: pd.DataFrame, cols: Iterable[str], path: str | Path, *,
+                    id_col: str | None = None) -> pd.DataFrame:
+    """Return a copy of ``df`` with ``cols`` converted to float.
+
+    Raises DataLayoutError naming the file, the column and the first row whose value is
+    empty, not a number, NaN or infinite.
+
+    Example:
+        >>> numeric_columns(pd.DataFrame({"x": ["1", " 2.5"]}), ["x"], "t.csv")["x"].tolist()
+        [1.0, 2.5]
+    """
+    out = df.copy()
+    for col in cols:
+        raw = df[col].astype(str).str.strip()
+        num = pd.to_numeric(raw, errors="coerce").astype(float)
+        bad = ~np.isfinite(num.to_numpy())
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            more = f" ({int(bad.sum())} bad values in this column)" if bad.sum() > 1 else ""
+            value = raw.iloc[i] if raw.iloc[i] else "an empty cell"
+            raise DataLayoutError(
+                f"{path}: column {col!r} must hold finite numbers, but {_where(df, i, id_col)} "
+                f"has {value!r}{more}")
+        out[col] = num
+    return out
+
+
+def integer_column(df: pd.DataFrame, col: str, path: str | Path) -> np.ndarray:
+    """The values of ``col`` as int64; raises DataLayoutError naming the first non-integer.
+
+    Example:
+        >>> integer_column(pd.DataFrame({"n": ["1", "02", "3.0"]}), "n", "t.csv").tolist()
+        [1, 2, 3]
+    """
+    raw = df[col].astype(str).str.strip()
+    num = pd.to_numeric(raw, errors="coerce").astype(float).to_numpy()
+    bad = ~np.isfinite(num) | (num != np.round(num))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = raw.iloc[i] if raw.iloc[i] else "an empty cell"
+        raise DataLayoutError(f"{path}: column {col!r} must hold integer IDs, but data row "
+                              f"{i + 1} has {value!r}")
+    return num.astype(np.int64)
+
+
+def check_range(df: pd.DataFrame, cols: Iterable[str], lo: float, hi: float,
+                path: str | Path, *, id_col: str | None = None) -> None:
+    """Raise DataLayoutError naming the (first few) values of ``cols`` outside [lo, hi].
+
+    Example:
+        >>> check_range(pd.DataFrame({"x": [1.0, 12.0]}), ["x"], 1, 9, "t.csv")
+        Traceback (most recent call last):
+        ...
+        mer_lib.errors.DataLayoutError: t.csv: 1 value(s) outside [1, 9]: [data row 2: x=12]
+    """
+    bad = []
+    for col in cols:
+        values = df[col].to_numpy(dtype=float)
+        for i in np.flatnonzero((values < lo) | (values > hi)):
+            bad.append(f"{_where(df, int(i), id_col)}: {col}={values[i]:g}")
+    if bad:
+        raise DataLayoutError(f"{path}: {len(bad)} value(s) outside [{lo:g}, {hi:g}]: "
+                              f"{few(bad)}")
+
+
+def check_unique(df: pd.DataFrame, col: str, path: str | Path) -> None:
+    """Raise DataLayoutError naming the duplicated values of ``col``, if any.
+
+    Example:
+        >>> check_unique(pd.DataFrame({"id": [1, 2, 2]}), "id", "t.csv")
+        Traceback (most recent call last):
+        ...
+        mer_lib.errors.DataLayoutError: t.csv: column 'id' must hold unique IDs, but these appear more than once: [2]
+    """
+    values = df[col]
+    dups = pd.unique(values[values.duplicated()])
+    if len(dups):
+        raise DataLayoutError(f"{path}: column {col!r} must hold unique IDs, but these appear "
+                              f"more than once: {few(dups)}")
