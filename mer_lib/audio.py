@@ -26,27 +26,45 @@ from mer_lib.frontend import SAMPLE_RATE
 __all__ = ["load_audio", "prepare_waveform", "load_waveform"]
 
 
+def _soundfile_formats() -> set[str]:
+    """Lower-case file extensions that libsndfile decodes itself."""
+    import soundfile as sf
+
+    formats = {f.lower() for f in sf.available_formats()}
+    aliases = {"aiff": {"aif", "aifc"}, "ogg": {"oga", "opus"}}  # extensions of those formats
+    return formats.union(*(names for fmt, names in aliases.items() if fmt in formats))
+
+
 def _read(path: Path) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to a float32 array (samples, channels) and its rate; raise on failure."""
+    """Decode ``path`` to a float32 array (samples, channels) and its rate; raise on failure.
+
+    soundfile is tried first. If it fails on a format it supports (WAV, FLAC, OGG, MP3, ...)
+    the file is corrupt; only for other formats (e.g. M4A) is ``librosa.load`` tried.
+    """
     import soundfile as sf
 
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
         return data, int(sr)
-    except Exception as sf_error:  # unsupported format or corrupt file: try librosa
-        try:
-            import librosa
+    except Exception as err:
+        sf_error = err
+    if path.suffix.lower().lstrip(".") in _soundfile_formats():
+        raise DataLayoutError(
+            f"cannot read audio file {path}: it is corrupt or not a valid "
+            f"{path.suffix.lstrip('.').upper()} file (libsndfile reports: {sf_error})")
+    try:
+        import librosa
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                data, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
-        except Exception as lr_error:
-            raise DataLayoutError(
-                f"cannot read audio file {path}: it is not a readable MP3/WAV/FLAC/OGG file "
-                f"or it is corrupt (soundfile: {sf_error}; librosa: "
-                f"{type(lr_error).__name__}: {lr_error})") from None
-        data = np.atleast_2d(np.asarray(data, dtype=np.float32)).T  # -> (samples, channels)
-        return data, int(sr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+    except Exception as lr_error:
+        raise DataLayoutError(
+            f"cannot read audio file {path}: expected an MP3/WAV/FLAC/OGG file or another "
+            f"format librosa can decode (soundfile: {sf_error}; librosa: "
+            f"{type(lr_error).__name__}: {lr_error})") from None
+    data = np.atleast_2d(np.asarray(data, dtype=np.float32)).T  # -> (samples, channels)
+    return data, int(sr)
 
 
 def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:

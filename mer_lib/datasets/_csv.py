@@ -17,6 +17,7 @@ Example:
 """
 from __future__ import annotations
 
+import csv
 import re
 from io import StringIO
 from pathlib import Path
@@ -95,9 +96,11 @@ def read_table(path: str | Path, sep: str = ",", *, expected_columns: int | None
         what: what the file is, for error messages (e.g. ``"mid-level metadata"``).
         layout: the expected dataset layout, appended to structural errors.
 
-    Column names are stripped of surrounding whitespace. Raises DataLayoutError naming
-    ``path`` if the file is missing or empty, uses another separator, cannot be parsed, or
-    has the wrong number of columns.
+    Cells and column names are stripped of surrounding whitespace; blank lines and a
+    trailing delimiter at the end of lines are ignored; short rows are padded with empty
+    cells. Raises DataLayoutError naming ``path`` if the file is missing or empty, uses
+    another separator, has a row with more cells than the header, duplicated column
+    names, or the wrong number of columns.
 
     Example:
         >>> import pathlib, tempfile
@@ -124,26 +127,59 @@ def read_table(path: str | Path, sep: str = ",", *, expected_columns: int | None
             f"{what} file {path} {hint}, expected {sep_name}-separated with "
             f"{'at least ' if not expected_columns else ''}{wanted} columns "
             f"(header line: {header[:80]!r}).{_layout(layout)}")
-    try:
-        df = pd.read_csv(StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                         na_filter=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        short = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise DataLayoutError(f"{what} file {path} cannot be parsed as a {sep_name}-separated "
-                              f"table: {short}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if expected_columns is not None and df.shape[1] != expected_columns:
+    header, rows = _parse(text, sep, path, what)
+    if expected_columns is not None and len(header) != expected_columns:
         raise DataLayoutError(
-            f"{what} file {path} has {df.shape[1]} columns {list(df.columns)}, expected exactly "
+            f"{what} file {path} has {len(header)} columns {header}, expected exactly "
             f"{expected_columns}.{_layout(layout)}")
-    if min_columns is not None and df.shape[1] < min_columns:
+    if min_columns is not None and len(header) < min_columns:
         raise DataLayoutError(
-            f"{what} file {path} has {df.shape[1]} columns {list(df.columns)}, expected at "
+            f"{what} file {path} has {len(header)} columns {header}, expected at "
             f"least {min_columns}.{_layout(layout)}")
-    if len(df) == 0:
+    if not rows:
         raise DataLayoutError(f"{what} file {path} has a header but no data rows."
                               f"{_layout(layout)}")
-    return df.apply(lambda col: col.str.strip())
+    return pd.DataFrame(rows, columns=header, dtype=str)
+
+
+def _parse(text: str, sep: str, path: Path, what: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a delimited text, cells stripped, blank lines skipped.
+
+    Trailing empty cells (a delimiter at the end of each line) are dropped; short rows are
+    padded with empty cells (which the value checks then report); a row with more
+    non-empty cells than the header, or a duplicated column name, is an error.
+    """
+    reader = csv.reader(StringIO(text), delimiter=sep, skipinitialspace=True)
+    table: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            cells = [c.strip() for c in row]
+            if any(cells):
+                table.append((reader.line_num, cells))
+    except csv.Error as err:
+        raise DataLayoutError(f"{what} file {path} cannot be parsed as a "
+                              f"{SEPARATORS.get(sep, repr(sep))}-separated table near line "
+                              f"{reader.line_num}: {err}") from None
+    if not table:
+        raise DataLayoutError(f"{what} file {path} holds only empty cells")
+    header = table[0][1]
+    while header and not header[-1]:
+        header.pop()
+    dups = sorted({c for c in header if header.count(c) > 1})
+    if dups:
+        raise DataLayoutError(f"{what} file {path} has duplicated column names {dups} in its "
+                              f"header {header}")
+    n = len(header)
+    rows = []
+    for line, cells in table[1:]:
+        while len(cells) > n and not cells[-1]:
+            cells.pop()
+        if len(cells) > n:
+            raise DataLayoutError(
+                f"{what} file {path} cannot be parsed: line {line} has {len(cells)} cells but "
+                f"the header has {n} ({header})")
+        rows.append(cells + [""] * (n - len(cells)))
+    return header, rows
 
 
 def _norm(name: str) -> str:
@@ -181,6 +217,11 @@ def _where(df: pd.DataFrame, i: int, id_col: str | None) -> str:
     return text
 
 
+def _show(value: str) -> str:
+    """A cell's value for an error message: quoted, or 'an empty cell'."""
+    return repr(value) if value else "an empty cell"
+
+
 def numeric_columns(df: pd.DataFrame, cols: Iterable[str], path: str | Path, *,
                     id_col: str | None = None) -> pd.DataFrame:
     """Return a copy of ``df`` with ``cols`` converted to float.
@@ -200,10 +241,9 @@ def numeric_columns(df: pd.DataFrame, cols: Iterable[str], path: str | Path, *,
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             more = f" ({int(bad.sum())} bad values in this column)" if bad.sum() > 1 else ""
-            value = raw.iloc[i] if raw.iloc[i] else "an empty cell"
             raise DataLayoutError(
                 f"{path}: column {col!r} must hold finite numbers, but {_where(df, i, id_col)} "
-                f"has {value!r}{more}")
+                f"has {_show(raw.iloc[i])}{more}")
         out[col] = num
     return out
 
@@ -220,9 +260,8 @@ def integer_column(df: pd.DataFrame, col: str, path: str | Path) -> np.ndarray:
     bad = ~np.isfinite(num) | (num != np.round(num))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        value = raw.iloc[i] if raw.iloc[i] else "an empty cell"
         raise DataLayoutError(f"{path}: column {col!r} must hold integer IDs, but data row "
-                              f"{i + 1} has {value!r}")
+                              f"{i + 1} has {_show(raw.iloc[i])}")
     return num.astype(np.int64)
 
 
