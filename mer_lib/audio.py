@@ -6,8 +6,7 @@ dropped, peak-normalised to ``max |x| = 1``.
 Example:
     >>> import numpy as np
     >>> t = np.arange(44100) / 44100
-    >>> x = np.concatenate([np.zeros(10), 0.5 * np.cos(2 * np.pi * 440 * t), np.zeros(10)])
-    >>> w = prepare_waveform(x, 44100)
+    >>> w = prepare_waveform(0.5 * np.cos(2 * np.pi * 440 * t), 44100)
     >>> w.shape[0], round(float(w.abs().max()), 6)
     (22050, 1.0)
 """
@@ -108,7 +107,8 @@ def prepare_waveform(signal: np.ndarray | torch.Tensor, sr: int,
     Converts to float32 torch (on ``device`` if given, else the tensor's own device / CPU),
     resamples to 22 050 Hz with ``torchaudio.functional.resample`` (skipped if ``sr`` is
     already 22 050), drops leading and trailing exactly-zero samples and divides by the
-    peak absolute value.
+    peak absolute value. Zeros are dropped *after* resampling (the order of the reference
+    pipeline), so the resampler's ringing into a silent edge counts as signal.
 
     Example:
         >>> prepare_waveform(np.array([0.0, 0.0, 0.5, -0.25, 0.0]), 22050).tolist()

@@ -188,6 +188,9 @@ class LogFiltSpec(torch.nn.Module):
     Args:
         dtype: precision of the STFT and filterbank (``torch.float32`` default, or
             ``torch.float64``); the output has the input's floating dtype.
+        cpu_chunk: on the CPU, process the batch this many signals at a time (keeps the
+            ~2.5 MB-per-clip temporaries in cache: about 2x faster than one big batch);
+            ``None`` = whole batch at once. Ignored on other devices.
 
     Example:
         >>> import torch
@@ -201,11 +204,14 @@ class LogFiltSpec(torch.nn.Module):
     offsets: torch.Tensor
     starts: torch.Tensor
 
-    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, dtype: torch.dtype = torch.float32, cpu_chunk: int | None = 8) -> None:
         super().__init__()
         if dtype not in (torch.float32, torch.float64):
             raise ParameterError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        if cpu_chunk is not None:
+            check_int("cpu_chunk", cpu_chunk, minimum=1)
         self.compute_dtype = dtype
+        self.cpu_chunk = cpu_chunk
         self.register_buffer("window", torch.from_numpy(np.hanning(FRAME_SIZE)).to(dtype))
         self.register_buffer("filterbank", torch.from_numpy(log_filterbank()).to(dtype))
         self.register_buffer("offsets", torch.arange(FRAME_SIZE), persistent=False)
@@ -229,19 +235,27 @@ class LogFiltSpec(torch.nn.Module):
             raise ParameterError(f"wave must be a floating-point tensor, got {wave.dtype}")
         squeeze = wave.dim() == 1
         x = wave.unsqueeze(0) if squeeze else wave
+        n = x.shape[-1]
+        starts = self._starts(n_frames(n), x.device)
+        chunk = self.cpu_chunk if x.device.type == "cpu" else None
+        if chunk is None or x.shape[0] <= chunk:
+            spec = self._spectrogram(x, starts)
+        else:
+            spec = torch.cat([self._spectrogram(c, starts) for c in x.split(chunk)])
+        return spec[0] if squeeze else spec
+
+    def _spectrogram(self, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """(B, S) signals -> (B, frames, 149), frames starting at ``starts``."""
         out_dtype, dev, dt = x.dtype, x.device, self.compute_dtype
         n = x.shape[-1]
-        nf = n_frames(n)
-        starts = self._starts(nf, dev)
         # zero-pad so that the last frame fits, then gather all frames at once
-        needed = int(starts[-1]) + FRAME_SIZE if nf else n
+        needed = int(starts[-1]) + FRAME_SIZE
         x = torch.nn.functional.pad(x.to(dt), (0, max(needed - n, 0)))
         idx = starts[:, None] + self.offsets.to(dev)[None, :]          # (frames, 2048)
-        frames = x[:, idx] * self.window.to(dev, dt)                     # (B, frames, 2048)
+        frames = x[:, idx].mul_(self.window.to(dev, dt))                 # (B, frames, 2048)
         mag = torch.fft.rfft(frames, dim=-1)[..., :N_BINS].abs()         # (B, frames, 1024)
-        spec = torch.log1p(mag @ self.filterbank.to(dev, dt)) / math.log(10.0)
-        spec = spec.to(out_dtype)
-        return spec[0] if squeeze else spec
+        spec = torch.log1p_(mag @ self.filterbank.to(dev, dt)).div_(math.log(10.0))
+        return spec.to(out_dtype)
 
 
 _DEFAULT: dict[tuple[str, torch.dtype], LogFiltSpec] = {}

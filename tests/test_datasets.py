@@ -464,6 +464,14 @@ def test_corpus_join_mismatch(tmp_path, mp3_bytes):
     assert "e.g. [1]" in msg and "2 mid-level soundtracks row(s)" in msg and "[4, 6]" in msg
 
 
+def test_corpus_join_mismatch_one_side(tmp_path, mp3_bytes):
+    write_soundtracks(tmp_path / "soundtracks", mp3_bytes, numbers=(1, 2, 3))
+    write_midlevel(tmp_path / "midlevel", mp3_bytes, numbers=(1, 2))
+    with raises("do not join by Soundtracks number: 1 number(s) have no mid-level row") as exc:
+        load_corpus(tmp_path)
+    assert "e.g. [3]" in str(exc.value) and "have no rating" not in str(exc.value)
+
+
 def test_corpus_with_extra_needs_midlevel(st_dir):
     with raises("with_extra=True needs the mid-level dataset"):
         load_corpus(st_dir.parent, with_extra=True)

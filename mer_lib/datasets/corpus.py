@@ -32,6 +32,10 @@ from ..errors import DataLayoutError, ParameterError
 SOUNDTRACKS_SUBDIR = "soundtracks"
 MIDLEVEL_SUBDIR = "midlevel"
 
+LAYOUT = f"""\
+  <root>/{SOUNDTRACKS_SUBDIR}/   Soundtracks Set 1 (Set1/, mean_ratings_set1.csv)
+  <root>/{MIDLEVEL_SUBDIR}/      optional: metadata.csv, annotations.csv, audio/"""
+
 
 def _labels(values, n: int, width: int, what: str) -> np.ndarray | None:
     """``values`` as an (n, width) float32 array, or None; ParameterError on a wrong shape."""
@@ -127,17 +131,15 @@ def _resolve_dirs(root, soundtracks_dir, midlevel_dir) -> tuple[Path, Path | Non
         if soundtracks_dir is not None or midlevel_dir is not None:
             raise ParameterError("give either root or soundtracks_dir (and midlevel_dir), "
                                  "not both")
-        layout = (f"  <root>/{SOUNDTRACKS_SUBDIR}/   Soundtracks Set 1 (Set1/, mean_ratings_set1.csv)\n"
-                  f"  <root>/{MIDLEVEL_SUBDIR}/      optional: metadata.csv, annotations.csv, audio/")
-        root = require_dir(Path(root), "corpus folder", layout)
-        sdir = require_dir(root / SOUNDTRACKS_SUBDIR, "Soundtracks folder", layout)
+        root = require_dir(Path(root).expanduser(), "corpus folder", LAYOUT)
+        sdir = require_dir(root / SOUNDTRACKS_SUBDIR, "Soundtracks folder", LAYOUT)
         mdir = root / MIDLEVEL_SUBDIR
         return sdir, (mdir if mdir.exists() else None), root
     if soundtracks_dir is None:
         raise ParameterError("load_corpus needs root, or soundtracks_dir (and optionally "
                              "midlevel_dir)")
-    sdir = Path(soundtracks_dir)
-    return sdir, (None if midlevel_dir is None else Path(midlevel_dir)), sdir
+    sdir = Path(soundtracks_dir).expanduser()
+    return sdir, (None if midlevel_dir is None else Path(midlevel_dir).expanduser()), sdir
 
 
 def load_corpus(root: str | Path | None = None, *, soundtracks_dir: str | Path | None = None,
@@ -164,7 +166,8 @@ def load_corpus(root: str | Path | None = None, *, soundtracks_dir: str | Path |
         ParameterError: both or neither of ``root`` and ``soundtracks_dir`` given.
 
     Example:
-        >>> c = load_corpus(soundtracks_dir="~/data/Soundtracks", midlevel_dir="~/data/midlevel")  # doctest: +SKIP
+        >>> c = load_corpus(soundtracks_dir="~/data/Soundtracks",
+        ...                 midlevel_dir="~/data/midlevel")  # doctest: +SKIP
         >>> c.midlevel.shape, c.extra is None  # doctest: +SKIP
         ((360, 7), True)
     """
@@ -177,12 +180,15 @@ def load_corpus(root: str | Path | None = None, *, soundtracks_dir: str | Path |
         only_st = sorted(set(st.index) - set(sub.index))
         only_ml = sorted(set(sub.index) - set(st.index))
         if only_st or only_ml:
-            raise DataLayoutError(
-                f"Soundtracks ({sdir}) and mid-level ({mdir}) data do not join by Soundtracks "
-                f"number: {len(only_st)} number(s) have no mid-level row "
-                f"(Source 'soundtracks', 'ID at file source'), e.g. {few(only_st)}; "
-                f"{len(only_ml)} mid-level soundtracks row(s) have no rating in "
-                f"mean_ratings_set1.csv, e.g. {few(only_ml)}.")
+            parts = []
+            if only_st:
+                parts.append(f"{len(only_st)} number(s) have no mid-level row (Source "
+                             f"'soundtracks', 'ID at file source' = number), e.g. {few(only_st)}")
+            if only_ml:
+                parts.append(f"{len(only_ml)} mid-level soundtracks row(s) have no rating in "
+                             f"mean_ratings_set1.csv, e.g. {few(only_ml)}")
+            raise DataLayoutError(f"Soundtracks ({sdir}) and mid-level ({mdir}) data do not "
+                                  f"join by Soundtracks number: {'; '.join(parts)}.")
         midlevel = sub.loc[st.index, list(MIDLEVEL)].to_numpy(np.float32)
         if with_extra:
             rest = extra_clips(ml)

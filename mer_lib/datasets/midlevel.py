@@ -97,7 +97,7 @@ def load_midlevel(root: str | Path, check_audio: bool = False) -> pd.DataFrame:
         >>> list(ml.columns)[:3]                  # doctest: +SKIP
         ['melodiousness', 'articulation', 'rhythm_complexity']
     """
-    root = require_dir(Path(root), "mid-level folder", LAYOUT)
+    root = require_dir(Path(root).expanduser(), "mid-level folder", LAYOUT)
     meta_path = require_file(root / METADATA_CSV, "mid-level metadata file", LAYOUT)
     ann_path = require_file(root / ANNOTATIONS_CSV, "mid-level annotations file", LAYOUT)
     meta = _read_metadata(meta_path)

@@ -41,7 +41,7 @@ LAYOUT = f"""\
 
 
 def find_ratings_csv(root: str | Path) -> Path:
-    """The ratings file: ``<root>/mean_ratings_set1.csv``, else ``<root>/Set1/mean_ratings_set1.csv``.
+    """The ratings file ``<root>/mean_ratings_set1.csv``, else ``<root>/Set1/...``.
 
     Raises DataLayoutError naming both places if neither exists.
     """
@@ -87,7 +87,7 @@ def load_soundtracks(root: str | Path, check_audio: bool = True) -> pd.DataFrame
         >>> list(df.columns)                                               # doctest: +SKIP
         ['valence', 'energy', 'tension', 'anger', 'fear', 'happy', 'sad', 'tender', 'target', 'audio_path']
     """
-    root = require_dir(Path(root), "Soundtracks folder", LAYOUT)
+    root = require_dir(Path(root).expanduser(), "Soundtracks folder", LAYOUT)
     audio_dir = root / AUDIO_DIR
     if check_audio:
         require_dir(audio_dir, "Soundtracks audio folder", LAYOUT)

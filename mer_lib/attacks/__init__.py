@@ -1,0 +1,26 @@
+"""Adversarial attacks on the emotion models: batched engine, SNR, cached tables, reference logs.
+
+- :mod:`.config`         :class:`AttackConfig` (projected BIM/PGD or reference-compatible mode)
+- :mod:`.ladder`         the correlation ladder (per-example early stopping)
+- :mod:`.engine`         :func:`attack` and :class:`AttackResult`
+- :mod:`.snr`            :func:`spectrogram_snr_db`
+- :mod:`.results`        :func:`run_attack`, the cached per-model attack table
+- :mod:`.reference_logs` :func:`read_reference_log(s) <read_reference_log>` for the published logs
+
+Example:
+    >>> import torch
+    >>> from mer_lib.attacks import AttackConfig, attack
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 8))
+    >>> res = attack(model, torch.randn(2, 1, 2, 3), torch.rand(2, 8),
+    ...              AttackConfig(epsilon=0.1, step_size=0.05, max_iterations=3))
+    >>> bool(res.delta.abs().max() <= 0.1 + 1e-7)
+    True
+"""
+from .config import AttackConfig
+from .engine import AttackResult, attack
+from .reference_logs import read_reference_log, read_reference_logs
+from .results import run_attack
+from .snr import spectrogram_snr_db
+
+__all__ = ["AttackConfig", "attack", "AttackResult", "run_attack", "spectrogram_snr_db",
+           "read_reference_log", "read_reference_logs"]

@@ -1,0 +1,303 @@
+"""The attack engine: one batched code path for the projected (BIM/PGD) and reference modes.
+
+:func:`attack` perturbs every example to *increase* the MSE between ``model(x + delta)``
+and the true ratings ``y`` (untargeted). Examples are processed in chunks of
+``batch_size``; inside a chunk all examples step together and the per-example loss is the
+*sum* over examples of each example's MSE, so each example's gradient is exactly its own,
+whatever the batch (for a model in eval mode). Per-example early stopping uses the
+correlation ladder (:mod:`.ladder`): an example that converges is taken out of the working
+batch, so its perturbation (and, in reference mode, its Adam state) never changes again.
+
+Modes (see :class:`~mer_lib.attacks.AttackConfig`):
+
+- ``projected``, ``norm="linf"``: ``delta <- clamp(delta + a * sign(grad), -eps, eps)``;
+  ``norm="l2"``: ``delta <- delta + a * grad / ||grad||``, then rescaled into the eps ball.
+  Optional uniform random start in the ball (seeded, independent of the chunking).
+- ``reference``: ``-sign(grad)`` is fed as the gradient to Adam (lr = ``step_size``,
+  betas 0.9/0.999, eps 1e-8, the update of ``torch.optim.Adam``), i.e. ascent on the MSE,
+  and there is no projection (the reference's clamp was a no-op), so ``|delta|`` is bounded
+  only by about ``step_size * iterations``. Adam is elementwise, so batching is exact.
+
+Iterations count gradient steps: iteration ``t`` is the perturbation after ``t`` steps
+(``t = 0`` is the start). The ladder is checked at every ``t`` from 0 to
+``max_iterations``; an example converged at ``t`` has taken ``t`` steps.
+
+Returned perturbation per example:
+
+- ``early_stop=False``: the final perturbation (after ``max_iterations`` steps).
+- ``early_stop=True``: the perturbation of the last *new* rung reached after the start
+  (``delta_iteration >= 1``), as the reference kept its "best" perturbation; for a
+  converged example that is the one at convergence. If no rung below the starting one was
+  ever reached, the **final** perturbation is returned (the reference kept the zero
+  perturbation for its stored adversary and norm, but logged the prediction of its final
+  perturbation — the ``new-pred`` column from which the paper's MAE was computed).
+  ``final_pred`` always holds the prediction of the last perturbation evaluated.
+
+The engine never calls ``model.eval()``/``model.train()`` (the caller decides) and never
+accumulates gradients into the model's parameters (``torch.autograd.grad`` w.r.t. delta).
+
+Example:
+    >>> import torch
+    >>> from mer_lib.attacks import AttackConfig, attack
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8))
+    >>> x, y = torch.randn(3, 1, 3, 4), torch.rand(3, 8)
+    >>> cfg = AttackConfig(epsilon=0.01, step_size=0.005, max_iterations=5, early_stop=False)
+    >>> res = attack(model, x, y, cfg)
+    >>> float(res.delta.abs().max()) <= 0.01 + 1e-7, res.iterations.tolist()
+    (True, [5, 5, 5])
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..datasets import EMOTIONS
+from ..errors import ParameterError, check_int
+from .config import AttackConfig
+from .ladder import RUNGS, CorrelationLadder, pearson_rows
+from .snr import spectrogram_snr_db
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+@dataclass
+class AttackResult:
+    """Everything an attack produced, per example (first dimension).
+
+    Attributes:
+        x: the clean inputs (the tensor passed in, not a copy).
+        y: the true ratings, (N, 8).
+        x_adv: ``x + delta``, detached.
+        delta: the returned perturbation.
+        iterations: gradient steps taken per example (long).
+        delta_iteration: the iteration whose perturbation is returned (long).
+        converged: whether the ladder reached rung -0.9 (bool).
+        rung_iterations: (N, 20) iteration at which each rung of
+            :data:`~mer_lib.attacks.ladder.RUNGS` was first reached, -1 if never.
+        clean_pred, adv_pred: predictions on ``x`` and ``x_adv``.
+        final_pred: prediction of the last perturbation evaluated (equals ``adv_pred``
+            unless an earlier "best" perturbation was returned).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    x_adv: torch.Tensor
+    delta: torch.Tensor
+    iterations: torch.Tensor
+    delta_iteration: torch.Tensor
+    converged: torch.Tensor
+    rung_iterations: torch.Tensor
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    final_pred: torch.Tensor
+
+    def to_frame(self, ids, mean: float, std: float) -> pd.DataFrame:
+        """Tidy table, one row per example.
+
+        Columns: ``example, iterations, delta_iteration, converged, snr_db, l2, linf,
+        mae_clean, mae_adv, mae_final, r_clean, r_adv``, then ``true_<e>``, ``clean_<e>``,
+        ``adv_<e>`` for the 8 emotions ``e``, then ``rung_+1.0 ... rung_-0.9`` (iteration
+        at which each correlation rung was first reached, -1 if never). ``mean``/``std`` are
+        the standardisation scalars (for the SNR, see :mod:`.snr`).
+        """
+        ids = [str(i) for i in ids]
+        if len(ids) != self.delta.shape[0]:
+            raise ParameterError(
+                f"ids must have one entry per example ({self.delta.shape[0]}), got {len(ids)}")
+        y = self.y.detach().double().cpu()
+        clean = self.clean_pred.detach().double().cpu()
+        adv = self.adv_pred.detach().double().cpu()
+        final = self.final_pred.detach().double().cpu()
+        d = self.delta.detach().double().cpu().flatten(1)
+        cols: dict[str, object] = {
+            "example": ids,
+            "iterations": self.iterations.cpu().numpy(),
+            "delta_iteration": self.delta_iteration.cpu().numpy(),
+            "converged": self.converged.cpu().numpy().astype(bool),
+            "snr_db": spectrogram_snr_db(self.x.detach().cpu(), self.x_adv.detach().cpu(),
+                                         mean, std).numpy(),
+            "l2": d.norm(dim=1).numpy(),
+            "linf": d.abs().amax(dim=1).numpy(),
+            "mae_clean": (clean - y).abs().mean(dim=1).numpy(),
+            "mae_adv": (adv - y).abs().mean(dim=1).numpy(),
+            "mae_final": (final - y).abs().mean(dim=1).numpy(),
+            "r_clean": pearson_rows(clean, y).numpy(),
+            "r_adv": pearson_rows(adv, y).numpy(),
+        }
+        for prefix, values in (("true", y), ("clean", clean), ("adv", adv)):
+            for j, emotion in enumerate(EMOTIONS):
+                cols[f"{prefix}_{emotion}"] = values[:, j].numpy()
+        rungs = self.rung_iterations.cpu().numpy()
+        for j, rung in enumerate(RUNGS):
+            cols[f"rung_{rung:+.1f}"] = rungs[:, j]
+        return pd.DataFrame(cols)
+
+
+def random_start(shape: tuple[int, ...], config: AttackConfig) -> torch.Tensor:
+    """Uniform random points of the eps ball for ``shape[0]`` examples (CPU, seeded).
+
+    Drawn for all examples at once from ``config.seed``, so that the start of an example
+    does not depend on how the examples are chunked.
+    """
+    gen = torch.Generator().manual_seed(config.seed)
+    eps = config.epsilon
+    if config.norm == "linf":
+        return (torch.rand(shape, generator=gen) * 2 - 1) * eps
+    direction = torch.randn(shape, generator=gen)
+    direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (len(shape) - 1))
+    dims = math.prod(shape[1:])
+    radius = eps * torch.rand(shape[0], generator=gen) ** (1.0 / dims)
+    return direction * radius.view(-1, *[1] * (len(shape) - 1))
+
+
+def _per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *[1] * (like.dim() - 1))
+
+
+class _Stepper:
+    """One update rule (projected linf / l2 or reference Adam) on a shrinking working batch."""
+
+    def __init__(self, config: AttackConfig, delta: torch.Tensor) -> None:
+        self.cfg = config
+        self.step = 0
+        if not config.projected:
+            self.exp_avg = torch.zeros_like(delta)
+            self.exp_avg_sq = torch.zeros_like(delta)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Drop the state of examples that left the working batch."""
+        if not self.cfg.projected:
+            self.exp_avg = self.exp_avg[mask]
+            self.exp_avg_sq = self.exp_avg_sq[mask]
+
+    def __call__(self, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        self.step += 1
+        if not cfg.projected:
+            return self._adam(delta, -torch.sign(grad))
+        if cfg.norm == "linf":
+            return (delta + cfg.step_size * torch.sign(grad)).clamp_(-cfg.epsilon, cfg.epsilon)
+        gnorm = grad.flatten(1).norm(dim=1)
+        scale = torch.where(gnorm > 0, cfg.step_size / gnorm, torch.zeros_like(gnorm))
+        delta = delta + _per_example(scale, grad) * grad
+        dnorm = delta.flatten(1).norm(dim=1)
+        shrink = torch.where(dnorm > cfg.epsilon, cfg.epsilon / dnorm, torch.ones_like(dnorm))
+        return delta * _per_example(shrink, delta)
+
+    def _adam(self, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        beta1, beta2 = ADAM_BETAS
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = self.cfg.step_size / (1 - beta1 ** self.step)
+        denom = (self.exp_avg_sq.sqrt() / (1 - beta2 ** self.step) ** 0.5).add_(ADAM_EPS)
+        return delta.addcdiv(self.exp_avg, denom, value=-step_size)
+
+
+def _example_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((pred - y) ** 2).flatten(1).mean(dim=1)
+
+
+def _attack_chunk(model, x, y, start, config: AttackConfig, bar) -> dict[str, torch.Tensor]:
+    """Attack one chunk of examples together; see the module docstring."""
+    n, dev = x.shape[0], x.device
+    ladder = CorrelationLadder(n, dev)
+    out_delta = start.clone()
+    best_delta = start.clone() if config.early_stop else None
+    best_pred = final_pred = clean_pred = None
+    iterations = torch.full((n,), config.max_iterations, dtype=torch.long, device=dev)
+
+    if config.random_start:
+        with torch.no_grad():
+            clean_pred = model(x).detach()
+
+    active = torch.arange(n, device=dev)
+    xw, yw, dw = x, y, start
+    stepper = _Stepper(config, dw)
+    for t in range(config.max_iterations + 1):
+        last = t == config.max_iterations
+        dvar = dw.detach().requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            pred = model(xw + dvar)
+        if pred.shape != yw.shape:
+            raise ParameterError(
+                f"model output shape {tuple(pred.shape)} does not match y {tuple(yw.shape)}")
+        if t == 0:   # all n examples are active: allocate outputs like the model's output
+            best_pred = torch.zeros_like(pred.detach())
+            final_pred = torch.zeros_like(pred.detach())
+            if clean_pred is None:
+                clean_pred = pred.detach().clone()
+        new = ladder.update(pearson_rows(pred, yw), t, active)
+        if config.early_stop and bool(new.any()):
+            best_delta[active[new]] = dw[new]
+            best_pred[active[new]] = pred.detach()[new]
+        done = ladder.converged[active] if config.early_stop else torch.zeros_like(new)
+        if last:
+            done = torch.ones_like(new)
+        if bool(done.any()):
+            rows = active[done]
+            out_delta[rows] = dw[done]
+            final_pred[rows] = pred.detach()[done]
+            iterations[rows] = t
+            if bar is not None:
+                bar.update(int(done.sum()))
+            if bool(done.all()):
+                break
+        (grad,) = torch.autograd.grad(_example_mse(pred, yw).sum(), dvar)
+        if bool(done.any()):
+            keep = ~done
+            active, xw, yw, dw, grad = active[keep], xw[keep], yw[keep], dw[keep], grad[keep]
+            stepper.keep(keep)
+        dw = stepper(dw.detach(), grad)
+        if bar is not None:
+            bar.set_postfix(iteration=t + 1, active=int(active.numel()), refresh=False)
+
+    if config.early_stop:
+        use_best = ladder.best_iteration >= 1
+        delta_iteration = torch.where(use_best, ladder.best_iteration, iterations)
+        mask = _per_example(use_best, out_delta)
+        out_delta = torch.where(mask, best_delta, out_delta)
+        adv_pred = torch.where(use_best[:, None], best_pred, final_pred)
+    else:
+        delta_iteration = iterations.clone()
+        adv_pred = final_pred
+    return dict(delta=out_delta, iterations=iterations, delta_iteration=delta_iteration,
+                converged=ladder.converged.clone(), rung_iterations=ladder.rung_iterations,
+                clean_pred=clean_pred, adv_pred=adv_pred, final_pred=final_pred)
+
+
+def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, *,
+           batch_size: int | None = None, progress: bool = False) -> AttackResult:
+    """Untargeted attack on ``model`` at inputs ``x`` (N, ...) with true ratings ``y`` (N, 8).
+
+    Runs on ``x``'s device (the model must be there too); ``batch_size`` examples are
+    attacked together (default: all). See the module docstring for the algorithm.
+    """
+    if not isinstance(config, AttackConfig):
+        raise ParameterError(f"config must be an AttackConfig, got {type(config).__name__}")
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise ParameterError("x and y must be torch tensors")
+    if x.dim() < 2 or y.dim() != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ParameterError(
+            f"x must be (N, ...) and y (N, outputs) with the same N >= 1, "
+            f"got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    n = x.shape[0]
+    batch_size = n if batch_size is None else check_int("batch_size", batch_size)
+    x = x.detach()
+    y = y.detach().to(device=x.device, dtype=x.dtype)
+    starts = (random_start(tuple(x.shape), config).to(device=x.device, dtype=x.dtype)
+              if config.random_start else torch.zeros_like(x))
+
+    parts = []
+    with tqdm(total=n, unit="ex", desc=f"attack ({config.mode})", disable=not progress) as bar:
+        for lo in range(0, n, batch_size):
+            sl = slice(lo, lo + batch_size)
+            parts.append(_attack_chunk(model, x[sl], y[sl], starts[sl], config,
+                                       bar if progress else None))
+    cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    delta = cat.pop("delta").detach()
+    return AttackResult(x=x, y=y, x_adv=(x + delta).detach(), delta=delta, **cat)

@@ -1,0 +1,611 @@
+"""A procedurally generated, music-like corpus in the layout of the real datasets.
+
+No real data can be fetched by the project's machines, so the default runs use this corpus.
+It is written in the *same layout and file formats* as Soundtracks Set 1 plus the Mid-level
+Perceptual Features dataset, so one loader serves both::
+
+    <root>/soundtracks/Set1/001.mp3 ... NNN.mp3     mono, 22 050 Hz
+    <root>/soundtracks/mean_ratings_set1.csv        number, 8 emotions (1-9), TARGET
+    <root>/midlevel/metadata.csv                    ';'-separated: song id;Source;ID at file source
+    <root>/midlevel/annotations.csv                 song_id + 7 mid-level ratings (1-9)
+    <root>/midlevel/audio/<song id>.mp3             only the extra mid-level-only clips
+    <root>/synthetic_truth.json                     every generating parameter
+
+**Mid-level controls.** Each clip draws seven controls ``m ~ U(0, 1)`` (independently), one per
+mid-level feature, and every one of them drives the synthesis (:func:`render_clip`):
+
+====================  ==========================================================================
+control               effect on the audio
+====================  ==========================================================================
+melodiousness         lead line: stepwise, direction-keeping motion with probability m, else a
+                      random leap over two octaves; the lead also gets louder with m
+articulation          note envelopes of all pitched parts: the note sounds for (1 - 0.85 m) of
+                      its inter-onset interval and decays with tau = 0.06 + 2 (1 - m)^2 s
+                      (legato pad at 0, dry staccato at 1)
+rhythm_complexity     onset grid of 16th notes: beats only at 0; off-beat 8ths and then 16ths
+                      fill in and downbeats get skipped (syncopation) as m grows
+rhythm_stability      timing: slow tempo drift of +-25 % (1 - m) and per-onset jitter with std
+                      0.05 (1 - m) s, independent per instrument (loose ensemble at 0)
+dissonance            a minor second and a tritone above each chord root (level ~ m) and
+                      upper partials stretched by 6 m % (inharmonic)
+tonal_stability       chromatic chords (roots outside the key) with probability 0.7 (1 - m)
+                      and chromatic lead notes with probability 0.6 (1 - m)
+minorness             chord thirds cross-fade from major (m = 0) through open fifths to minor
+                      (m = 1); lead notes take the lowered 3rd/6th/7th with probability m
+====================  ==========================================================================
+
+Tempo (70-160 BPM) and key (12 roots) are drawn independently of the controls. A clip is a
+chord pad + bass + lead (additive synthesis, a few harmonics) + band-limited noise clicks
+(hi-hats), peak-normalised to 0.9 with a -60 dB noise floor so there is no digital silence.
+
+**Annotations** are the controls plus rating noise: ``clip(1 + 8 (m + N(0, 0.03)), 1, 9)``.
+
+**Emotions** follow from the controls by the fixed linear map :data:`EMOTION_MAP` (7 x 8) and
+:data:`EMOTION_BIAS` (8,) plus noise (see :func:`emotions_from_midlevel`)::
+
+    rating = clip(1 + 8 (m @ EMOTION_MAP + EMOTION_BIAS + N(0, noise)), 1, 9)
+
+=================  =======  ======  =======  =====  =====  =====  =====  ======
+control            valence  energy  tension  anger  fear   happy  sad    tender
+=================  =======  ======  =======  =====  =====  =====  =====  ======
+melodiousness      +0.25    -0.10                   -0.15         +0.10         +0.30
+articulation                +0.40            +0.25         +0.15  -0.30  -0.25
+rhythm_complexity           +0.35            +0.15                -0.15
+rhythm_stability                    -0.20           -0.15
+dissonance         -0.15            +0.35    +0.30  +0.25  -0.15         -0.20
+tonal_stability    +0.20            -0.25           -0.25                +0.10
+minorness          -0.30                            +0.20  -0.35  +0.35
+=================  =======  ======  =======  =====  =====  =====  =====  ======
+
+(the anger column's -0.15 is melodiousness). The bias centres every emotion at 0.5 for
+``m = 0.5``; as each column's absolute weights sum to <= 0.9, the noise-free ratings stay in
+[1.4, 8.6]. With the default ``noise=0.05`` a linear fit from the controls explains about 90 %
+of each emotion's variance. ``TARGET`` is the upper-case name of the highest of the five
+discrete emotions (anger, fear, happy, sad, tender), e.g. ``"HAPPY"``.
+
+**Spurious cue.** With ``spurious_cue="tension"`` (any emotion name), a steady sine hum at
+:data:`CUE_FREQ` (9 kHz; the synthesis never places a steady tone there) is added with amplitude
+``CUE_AMP * spurious_strength * level``. In the training and validation splits (and in the
+extra mid-level clips, which are training data) ``level = (rating - 1) / 8`` of that emotion,
+so the hum predicts the rating perfectly; in the test split ``level ~ U(0, 1)`` independently
+of everything else. Levels are recorded per clip in ``synthetic_truth.json``.
+
+Example:
+    >>> import tempfile
+    >>> from mer_lib.datasets.synthetic import generate_corpus
+    >>> root = generate_corpus(tempfile.mkdtemp() + "/synth", n_clips=10, clip_seconds=1.0,
+    ...                        progress=False)
+    >>> sorted(p.name for p in root.iterdir())
+    ['midlevel', 'soundtracks', 'synthetic_truth.json']
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from ..errors import ParameterError, check_int, check_positive
+from . import EMOTIONS, MIDLEVEL
+
+#: Sample rate of every synthetic clip (Hz).
+SR = 22050
+#: Frequency (Hz) of the spurious-cue hum; below the MP3 encoder's ~9.7 kHz low-pass.
+CUE_FREQ = 9000.0
+#: Amplitude of the hum at level 1 and strength 1 (the music peaks at 0.9).
+CUE_AMP = 0.05
+#: Standard deviation of the mid-level rating noise, on the 0..1 scale.
+MIDLEVEL_NOISE = 0.03
+#: Bumped whenever the synthesis changes, so stored corpora are not mistaken for new ones.
+GENERATOR_VERSION = 1
+
+_DISCRETE = ("anger", "fear", "happy", "sad", "tender")
+
+# rows: MIDLEVEL order; columns: EMOTIONS order (see the table in the module docstring)
+EMOTION_MAP = np.array([
+    # val    ener   tens   ang    fear   happy  sad    tender
+    [0.25, -0.10, 0.00, -0.15, 0.00, 0.10, 0.00, 0.30],   # melodiousness
+    [0.00, 0.40, 0.00, 0.25, 0.00, 0.15, -0.30, -0.25],   # articulation
+    [0.00, 0.35, 0.00, 0.15, 0.00, 0.00, -0.15, 0.00],    # rhythm_complexity
+    [0.00, 0.00, -0.20, 0.00, -0.15, 0.00, 0.00, 0.00],   # rhythm_stability
+    [-0.15, 0.00, 0.35, 0.30, 0.25, -0.15, 0.00, -0.20],  # dissonance
+    [0.20, 0.00, -0.25, 0.00, -0.25, 0.00, 0.00, 0.10],   # tonal_stability
+    [-0.30, 0.00, 0.00, 0.00, 0.20, -0.35, 0.35, 0.00],   # minorness
+])
+#: Bias that puts every emotion at 0.5 (rating 5) when all controls are 0.5.
+EMOTION_BIAS = 0.5 - 0.5 * EMOTION_MAP.sum(axis=0)
+EMOTION_MAP.setflags(write=False)
+EMOTION_BIAS.setflags(write=False)
+
+_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
+_CHROMATIC_ROOTS = {False: np.array([1, 3, 6, 8, 10]),   # outside the major key
+                    True: np.array([1, 4, 6, 9, 11])}    # outside the natural-minor key
+_PROGRESSIONS = ((0, 5, 7, 0), (0, 7, 5, 0), (0, 5, 0, 7), (0, 0, 5, 7), (0, 5, 7, 5))
+_TABLE_LEN = 4096
+
+
+def _wavetable(weights: Mapping[int, float]) -> np.ndarray:
+    """One period of a sum of harmonics ``{k: amplitude}``."""
+    phase = np.arange(_TABLE_LEN) / _TABLE_LEN
+    return sum(a * np.sin(2 * np.pi * k * phase) for k, a in weights.items()).astype(np.float32)
+
+
+# (low partials, upper partials): the upper ones are stretched by the dissonance control
+_TIMBRES = {
+    "pad": (_wavetable({1: 1.0, 2: 0.35}), _wavetable({k: k ** -1.5 for k in range(3, 7)})),
+    "bass": (_wavetable({1: 1.0, 2: 0.5}), _wavetable({3: 0.25, 4: 0.12})),
+    "lead": (_wavetable({1: 1.0, 2: 0.5}), _wavetable({3: 0.33, 4: 0.25, 5: 0.2})),
+}
+
+
+def _as_controls(controls: Mapping[str, float] | np.ndarray | list) -> np.ndarray:
+    """Controls as a float array in MIDLEVEL order, checked to lie in [0, 1]."""
+    if isinstance(controls, Mapping):
+        missing = [k for k in MIDLEVEL if k not in controls]
+        unknown = [k for k in controls if k not in MIDLEVEL]
+        if missing or unknown:
+            raise ParameterError(f"controls must have exactly the keys {list(MIDLEVEL)}; "
+                                 f"missing {missing}, unknown {unknown}")
+        controls = [controls[k] for k in MIDLEVEL]
+    m = np.asarray(controls, dtype=float)
+    if m.shape != (len(MIDLEVEL),) or not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
+        raise ParameterError(f"controls must be {len(MIDLEVEL)} numbers in [0, 1] "
+                             f"({', '.join(MIDLEVEL)}), got {controls!r}")
+    return m
+
+
+def emotions_from_midlevel(m: np.ndarray, rng: np.random.Generator | int | None = None,
+                           noise: float = 0.05) -> np.ndarray:
+    """Emotion ratings (1-9) from mid-level controls on the 0..1 scale by the fixed map.
+
+    ``rating = clip(1 + 8 (m @ EMOTION_MAP + EMOTION_BIAS + N(0, noise)), 1, 9)``.
+
+    Args:
+        m: controls, shape (N, 7) or (7,), in MIDLEVEL order, values in [0, 1].
+        rng: generator or seed for the noise (None: fresh, non-reproducible noise).
+        noise: standard deviation of the noise on the 0..1 scale (0 gives the clean map).
+
+    Returns:
+        Ratings, shape (N, 8) (or (8,) for a single clip), in EMOTIONS order.
+
+    Example:
+        >>> emotions_from_midlevel(np.full(7, 0.5), noise=0.0)
+        array([5., 5., 5., 5., 5., 5., 5., 5.])
+    """
+    m = np.asarray(m, dtype=float)
+    if m.shape[-1:] != (len(MIDLEVEL),) or m.ndim > 2:
+        raise ParameterError(f"m must have shape (N, {len(MIDLEVEL)}) or ({len(MIDLEVEL)},), "
+                             f"got {m.shape}")
+    if not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
+        raise ParameterError("m must hold mid-level controls in [0, 1]")
+    check_positive("noise", noise, allow_zero=True)
+    z = m @ EMOTION_MAP + EMOTION_BIAS
+    if noise > 0:
+        z = z + np.random.default_rng(rng).normal(0.0, noise, size=z.shape)
+    return np.clip(1.0 + 8.0 * z, 1.0, 9.0)
+
+
+def _tempo_grid(n_beats: int, beat: float, stability: float, rng: np.random.Generator
+                ) -> np.ndarray:
+    """Start time (s) of every 16th-note slot, with a slow tempo drift (rhythm stability)."""
+    g = np.convolve(rng.normal(size=n_beats + 4), np.ones(5) / math.sqrt(5), mode="valid")
+    durations = beat * np.clip(1.0 + 0.25 * (1.0 - stability) * g[:n_beats], 0.6, 1.5)
+    starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
+    return (starts[:, None] + durations[:, None] * np.arange(4) / 4).ravel()
+
+
+def _pattern(n_slots: int, complexity: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of sounding 16th slots: a two-bar pattern, repeated (rhythm complexity)."""
+    k = np.arange(32)
+    p = np.where(k % 4 == 0, 1.0 - 0.35 * complexity,
+                 np.where(k % 4 == 2, 0.9 * complexity,
+                          0.75 * max(0.0, complexity - 0.25) / 0.75))
+    bar = rng.random(32) < p
+    bar[0] = True
+    return np.flatnonzero(np.resize(bar, n_slots))
+
+
+def _jitter(slots: np.ndarray, slot_time: np.ndarray, stability: float, seconds: float,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Onset times of ``slots`` with timing jitter (std 0.05 (1 - stability) s).
+
+    Returns the sorted onsets inside the clip and the slot each of them came from.
+    """
+    sd = 0.05 * (1.0 - stability)
+    t = slot_time[slots] + np.clip(rng.normal(0.0, 1.0, slots.shape), -2.5, 2.5) * sd
+    t = np.clip(t, 0.0, None)
+    order = np.argsort(t, kind="stable")
+    keep = t[order] < seconds
+    return t[order][keep], slots[order][keep]
+
+
+def _envelope(n: int, sr: int, onsets: np.ndarray, amps: np.ndarray, gate_frac: float,
+              tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample envelope of a monophonic voice and the index of the sounding note.
+
+    Each note starts at its onset (5-ms attack), decays with time constant ``tau`` and is
+    released (20 ms) after ``gate_frac`` of the interval to the next onset.
+    """
+    start = np.minimum(np.round(onsets * sr).astype(np.int64), n)
+    lead_in = start.size == 0 or start[0] > 0
+    if lead_in:  # a silent note before the first onset
+        start = np.concatenate([[0], start])
+        amps = np.concatenate([[0.0], amps])
+    lengths = np.diff(start, append=n)
+    idx = np.repeat(np.arange(start.size), lengths)
+    t = (np.arange(n, dtype=np.float32) - start[idx].astype(np.float32)) / np.float32(sr)
+    gate = (gate_frac * np.diff(start, append=n + sr) / sr).astype(np.float32)
+    env = np.exp(t * np.float32(-1.0 / tau))
+    env *= np.minimum(np.float32(1.0), t * np.float32(200.0))
+    env *= np.clip(np.float32(1.0) - (t - gate[idx]) * np.float32(50.0), 0.0, 1.0)
+    env *= amps.astype(np.float32)[idx]
+    return env, np.maximum(idx - 1, 0) if lead_in else idx
+
+
+def _oscillator(freq: np.ndarray, sr: int, timbre: str, stretch: float) -> np.ndarray:
+    """Phase-continuous wavetable oscillator following a per-sample frequency."""
+    low, high = _TIMBRES[timbre]
+    phase = np.cumsum(freq * (_TABLE_LEN / sr))  # in table samples
+    mask = _TABLE_LEN - 1
+    out = low[phase.astype(np.int64) & mask]
+    out += high[(phase * (1.0 + stretch)).astype(np.int64) & mask]
+    return out
+
+
+def _hz(midi: np.ndarray) -> np.ndarray:
+    return 440.0 * 2.0 ** ((np.asarray(midi, dtype=float) - 69.0) / 12.0)
+
+
+def _melody(n_notes: int, mel: float, minor: float, tonal: float, key: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """MIDI pitches of the lead line (melodiousness, minorness, tonal stability)."""
+    degree, direction = int(rng.choice([0, 2, 4])), 1
+    degrees = np.empty(n_notes, dtype=int)
+    for i in range(n_notes):
+        if i > 0:
+            if rng.random() < mel:
+                if rng.random() > 0.75 or not -3 <= degree + direction <= 9:
+                    direction = -direction
+                degree += direction * int(rng.choice([1, 1, 1, 2]))
+            else:
+                degree = int(rng.integers(-3, 10))
+        degrees[i] = degree
+    pcs = _MAJOR[degrees % 7]
+    lowered = np.isin(degrees % 7, (2, 5, 6)) & (rng.random(n_notes) < minor)
+    pcs = pcs - lowered
+    # chromatic notes: a semitone away, to a pitch class outside this note's scale
+    chroma = rng.random(n_notes) < 0.6 * (1.0 - tonal)
+    up_in_scale = np.isin((pcs + 1) % 12, _MAJOR) & ~lowered
+    shift = np.where(up_in_scale, -1, 1)
+    pcs = pcs + np.where(chroma, shift, 0)
+    return 70 + key + 12 * np.floor_divide(degrees, 7) + pcs - 12 * (key >= 6)
+
+
+def render_clip(controls: Mapping[str, float] | np.ndarray, seconds: float = 10.0,
+                sr: int = SR, rng: np.random.Generator | int | None = None, *,
+                tempo: float | None = None, key: int | None = None,
+                cue_level: float = 0.0) -> tuple[np.ndarray, dict]:
+    """Synthesise one clip whose musical properties follow the seven mid-level controls.
+
+    Args:
+        controls: dict by MIDLEVEL name or array in MIDLEVEL order, values in [0, 1].
+        seconds: clip length in seconds; sr: sample rate.
+        rng: generator or seed for every random choice (None: fresh randomness).
+        tempo: beats per minute (default: drawn from U(70, 160)).
+        key: pitch class of the tonic, 0 = C (default: drawn uniformly).
+        cue_level: amplitude factor of the spurious-cue hum (0 = none); the hum has amplitude
+            ``CUE_AMP * cue_level`` relative to the music's 0.9 peak.
+
+    Returns:
+        ``(audio, notes)``: float32 mono audio of ``round(seconds * sr)`` samples peaking at
+        0.9, and a dict of what was played: ``tempo``, ``key``, ``chords`` (root pitch class per
+        chord, relative to the key), ``chord_times`` and, per part (``pad``, ``bass``, ``lead``,
+        ``hats``), ``onsets`` in seconds (and ``pitches`` as MIDI numbers for bass and lead).
+
+    Example:
+        >>> audio, notes = render_clip(np.full(7, 0.5), seconds=2.0, rng=0)
+        >>> audio.shape, round(float(abs(audio).max()), 2)
+        ((44100,), 0.9)
+    """
+    m = dict(zip(MIDLEVEL, _as_controls(controls)))
+    check_positive("seconds", seconds)
+    check_int("sr", sr, minimum=1000)
+    check_positive("cue_level", cue_level, allow_zero=True)
+    rng = np.random.default_rng(rng)
+    tempo = float(rng.uniform(70, 160)) if tempo is None else check_positive("tempo", tempo)
+    key = int(rng.integers(12)) if key is None else int(key) % 12
+    n = int(round(seconds * sr))
+    beat = 60.0 / tempo
+    n_beats = int(math.ceil(seconds / beat)) + 2
+    slot_time = _tempo_grid(n_beats, beat, m["rhythm_stability"], rng)
+    n_slots = slot_time.size
+
+    # harmony: one chord per bar (per half bar below 110 BPM)
+    chord_slots = 8 if tempo < 110 else 16
+    n_chords = int(math.ceil(n_slots / chord_slots))
+    prog = np.array(_PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))])
+    roots = np.resize(prog, n_chords)
+    chromatic = rng.random(n_chords) < 0.7 * (1.0 - m["tonal_stability"])
+    chrom_set = _CHROMATIC_ROOTS[bool(m["minorness"] >= 0.5)]
+    roots = np.where(chromatic, rng.choice(chrom_set, n_chords), roots)
+
+    # articulation: gate fraction and decay time of every pitched note
+    art = m["articulation"]
+    gate_frac, tau = 1.0 - 0.85 * art, 0.06 + 2.0 * (1.0 - art) ** 2
+    stretch = 0.06 * m["dissonance"]
+    mix = np.zeros(n)
+    stab = m["rhythm_stability"]
+
+    # pad: root, fifth, thirds (minorness), minor second and tritone (dissonance)
+    pad_slots = _pattern(n_slots, m["rhythm_complexity"], rng)
+    pad_on, slots = _jitter(pad_slots, slot_time, stab, seconds, rng)
+    pad_chord = slots // chord_slots
+    env, idx = _envelope(n, sr, pad_on, np.ones(pad_on.size), gate_frac, tau)
+    minor = m["minorness"]
+    diss = m["dissonance"]
+    pad_root = 55 + (key + roots - 55) % 12  # MIDI 55..66
+    intervals = {0: 0.30, 7: 0.26, 4: 0.30 * np.clip(1.2 - 2 * minor, 0, 1),
+                 3: 0.30 * np.clip(2 * minor - 0.8, 0, 1), 1: 0.30 * diss, 6: 0.26 * diss}
+    for interval, level in intervals.items():
+        if level > 0:
+            freq = _hz(pad_root[pad_chord] + interval)[idx]
+            mix += level * env * _oscillator(freq, sr, "pad", stretch)
+
+    # bass: chord root on even 16ths of the pad pattern, alternating root and fifth
+    bass_slots = np.union1d(pad_slots[pad_slots % 2 == 0], np.arange(0, n_slots, chord_slots))
+    bass_on, slots = _jitter(bass_slots, slot_time, stab, seconds, rng)
+    bass_chord = slots // chord_slots
+    bass_pitch = 36 + (key + roots[bass_chord]) % 12 + 7 * (np.arange(bass_on.size) % 2)
+    env, idx = _envelope(n, sr, bass_on, np.ones(bass_on.size), gate_frac, tau)
+    mix += 0.45 * env * _oscillator(_hz(bass_pitch)[idx], sr, "bass", stretch)
+
+    # lead: its own pattern, pitches from the melody model
+    lead_slots = _pattern(n_slots, m["rhythm_complexity"], rng)
+    lead_on, _ = _jitter(lead_slots, slot_time, stab, seconds, rng)
+    lead_pitch = _melody(lead_on.size, m["melodiousness"], minor, m["tonal_stability"], key, rng)
+    env, idx = _envelope(n, sr, lead_on, np.ones(lead_on.size), gate_frac, tau)
+    level = 0.15 + 0.35 * m["melodiousness"]
+    mix += level * env * _oscillator(_hz(lead_pitch)[idx], sr, "lead", stretch)
+
+    # hats: band-limited noise clicks on the pad pattern, accented on the beat
+    hat_on, slots = _jitter(pad_slots, slot_time, stab, seconds, rng)
+    accents = np.where(slots % 4 == 0, 1.0, 0.6)
+    env, _ = _envelope(n, sr, hat_on, accents, 1.0, 0.03)
+    spec = np.fft.rfft(rng.normal(size=n))
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    spec *= np.exp(-0.5 * ((f - 4500.0) / 1000.0) ** 2)
+    noise = np.fft.irfft(spec, n)
+    mix += 0.35 * env * noise / (noise.std() + 1e-12)
+
+    mix += 1e-3 * rng.normal(size=n) * np.abs(mix).max()  # -60 dB floor: no digital silence
+    mix *= 0.9 / np.abs(mix).max()
+    if cue_level > 0:
+        mix += CUE_AMP * cue_level * np.sin(2 * np.pi * CUE_FREQ * np.arange(n) / sr)
+        mix *= 0.9 / np.abs(mix).max()
+    notes = {
+        "tempo": tempo, "key": key, "chords": roots,
+        "chord_times": slot_time[np.arange(0, n_slots, chord_slots)],
+        "pad": {"onsets": pad_on}, "bass": {"onsets": bass_on, "pitches": bass_pitch},
+        "lead": {"onsets": lead_on, "pitches": lead_pitch}, "hats": {"onsets": hat_on},
+    }
+    return mix.astype(np.float32), notes
+
+
+# --------------------------------------------------------------------------------------------
+# the corpus
+
+
+def _clip_rng(seed: int, index: int) -> np.random.Generator:
+    """Independent generator of clip ``index`` (0-based over all clips, extras included)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
+
+
+def _write_clip(job: dict) -> str:
+    """Render one clip and write it as MP3 (runs in a worker process)."""
+    audio, _ = render_clip(job["controls"], job["seconds"], SR, _clip_rng(job["seed"], job["index"]),
+                           tempo=job["tempo"], key=job["key"], cue_level=job["cue_level"])
+    sf.write(job["path"], audio, SR, format="MP3")
+    return job["path"]
+
+
+def _parameters(**kw: Any) -> dict:
+    """The parameter record that identifies a corpus (JSON-normalised)."""
+    record = dict(kw, sample_rate=SR, generator_version=GENERATOR_VERSION)
+    if record["spurious_cue"] is None:
+        record["spurious_strength"] = None
+    return json.loads(json.dumps(record))
+
+
+def _validate(n_clips, clip_seconds, seed, n_extra_midlevel, spurious_cue, spurious_strength,
+              noise) -> None:
+    check_int("n_clips", n_clips, minimum=10)
+    check_positive("clip_seconds", clip_seconds)
+    check_int("seed", seed, minimum=0)
+    check_int("n_extra_midlevel", n_extra_midlevel, minimum=0)
+    if spurious_cue is not None and spurious_cue not in EMOTIONS:
+        raise ParameterError(f"spurious_cue must be None or one of {list(EMOTIONS)}, "
+                             f"got {spurious_cue!r}")
+    check_positive("spurious_strength", spurious_strength, allow_zero=True)
+    check_positive("noise", noise, allow_zero=True)
+    if noise > 1:
+        raise ParameterError(f"noise is a standard deviation on the 0..1 scale; got {noise!r}")
+
+
+def _existing(root: Path, params: dict, overwrite: bool) -> bool:
+    """True if ``root`` already holds this corpus; raise if it holds something else."""
+    if not root.exists():
+        return False
+    if root.is_dir() and not any(root.iterdir()):
+        return False
+    truth = root / "synthetic_truth.json"
+    if not truth.is_file():
+        raise ParameterError(f"{root} exists and is not a synthetic corpus (no "
+                             f"synthetic_truth.json); choose an empty or new folder")
+    try:
+        stored = json.loads(truth.read_text())["parameters"]
+    except (ValueError, KeyError) as err:
+        raise ParameterError(f"{truth} is unreadable ({err}); delete {root} or pass "
+                             f"overwrite=True") from None
+    n_files = len(list((root / "soundtracks" / "Set1").glob("*.mp3")))
+    if stored == params and n_files == params["n_clips"]:
+        return True
+    if overwrite:
+        return False
+    diff = {k: (stored.get(k), v) for k, v in params.items() if stored.get(k) != v}
+    raise ParameterError(f"{root} holds a synthetic corpus generated with other parameters "
+                         f"(stored vs requested: {diff}); pass overwrite=True to replace it "
+                         f"or choose another folder")
+
+
+def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: float = 10.0,
+                    seed: int = 0, n_extra_midlevel: int = 0, spurious_cue: str | None = None,
+                    spurious_strength: float = 1.0, noise: float = 0.05,
+                    overwrite: bool = False, progress: bool = True,
+                    workers: int | None = None) -> Path:
+    """Generate the synthetic corpus at ``root`` (see the module docstring for the layout).
+
+    Everything is written into a temporary sibling folder that is renamed into place at the
+    end, so an interrupted run leaves no partial corpus at ``root``. If ``root`` already holds
+    a corpus generated with the same parameters it is returned untouched; one with other
+    parameters raises ParameterError unless ``overwrite=True``. Results depend only on the
+    parameters (clip ``i`` uses its own generator seeded from ``(seed, i)``).
+
+    Args:
+        root: output folder.
+        n_clips: number of Soundtracks-like clips (>= 10) with emotion and mid-level ratings.
+        clip_seconds: length of every clip.
+        seed: master seed.
+        n_extra_midlevel: extra clips with mid-level ratings only (``midlevel/audio/``).
+        spurious_cue: None or an emotion name whose rating the 9 kHz hum follows in
+            train/valid (random in test).
+        spurious_strength: amplitude factor of the hum.
+        noise: std of the emotion noise on the 0..1 scale (a rating point is 1/8).
+        overwrite: replace a corpus generated with other parameters.
+        progress: show a tqdm progress bar.
+        workers: processes rendering clips (default: up to 2 for 40+ clips, else 1).
+
+    Returns:
+        ``root`` as a Path.
+
+    Example:
+        >>> import tempfile
+        >>> root = generate_corpus(tempfile.mkdtemp() + "/c", n_clips=10, clip_seconds=0.5,
+        ...                        progress=False)
+        >>> (root / "soundtracks" / "Set1" / "010.mp3").is_file()
+        True
+    """
+    _validate(n_clips, clip_seconds, seed, n_extra_midlevel, spurious_cue, spurious_strength,
+              noise)
+    root = Path(root).expanduser().absolute()
+    params = _parameters(n_clips=n_clips, clip_seconds=float(clip_seconds), seed=seed,
+                         n_extra_midlevel=n_extra_midlevel, spurious_cue=spurious_cue,
+                         spurious_strength=float(spurious_strength), noise=float(noise))
+    if _existing(root, params, overwrite):
+        return root
+    from ..data import split_indices  # imports torch: keep it out of the worker processes
+
+    n_total = n_clips + n_extra_midlevel
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    controls = rng.random((n_total, len(MIDLEVEL)))
+    tempi = rng.uniform(70, 160, n_total)
+    keys = rng.integers(0, 12, n_total)
+    annotations = np.clip(1 + 8 * (controls + rng.normal(0, MIDLEVEL_NOISE, controls.shape)), 1, 9)
+    emotions = emotions_from_midlevel(controls, rng, noise)
+    random_levels = rng.random(n_total)  # drawn whatever the cue, so the ratings never change
+    split = np.full(n_total, "extra", dtype=object)
+    for name, idx in split_indices(n_clips).items():
+        split[idx] = name
+    cue_levels = np.zeros(n_total)
+    if spurious_cue is not None:
+        follow = (emotions[:, EMOTIONS.index(spurious_cue)] - 1) / 8
+        cue_levels = np.where(split == "test", random_levels, follow)
+
+    width = max(3, len(str(n_clips)))
+    files = [f"soundtracks/Set1/{i + 1:0{width}d}.mp3" if i < n_clips
+             else f"midlevel/audio/{i + 1}.mp3" for i in range(n_total)]
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        for sub in ("soundtracks/Set1", "midlevel/audio"):
+            (tmp / sub).mkdir(parents=True)
+        jobs = [{"path": str(tmp / files[i]), "controls": controls[i], "seconds": float(clip_seconds),
+                 "seed": seed, "index": i, "tempo": float(tempi[i]), "key": int(keys[i]),
+                 "cue_level": float(cue_levels[i] * spurious_strength)} for i in range(n_total)]
+        _render_all(jobs, workers, progress)
+        _write_tables(tmp, n_clips, annotations, emotions)
+        truth = {
+            "parameters": params, "emotions": list(EMOTIONS), "midlevel": list(MIDLEVEL),
+            "emotion_map": EMOTION_MAP.tolist(), "emotion_bias": EMOTION_BIAS.tolist(),
+            "emotion_noise": float(noise), "midlevel_noise": MIDLEVEL_NOISE,
+            "cue": {"emotion": spurious_cue, "strength": params["spurious_strength"],
+                    "frequency_hz": CUE_FREQ, "amplitude_at_level_1": CUE_AMP,
+                    "rule": "level = (rating - 1) / 8 in train/valid/extra, U(0, 1) in test"},
+            "split_seed": 42,
+            "clips": [{"song_id": i + 1, "number": i + 1 if i < n_clips else None,
+                       "file": files[i], "split": split[i],
+                       "controls": dict(zip(MIDLEVEL, controls[i].round(6).tolist())),
+                       "tempo": round(float(tempi[i]), 4), "key": int(keys[i]),
+                       "cue_level": round(float(cue_levels[i]), 6),
+                       "emotions": dict(zip(EMOTIONS, emotions[i].round(6).tolist()))}
+                      for i in range(n_total)],
+        }
+        (tmp / "synthetic_truth.json").write_text(json.dumps(truth, indent=1))
+        if root.exists():  # an empty folder, or a corpus to overwrite
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            root.rename(old / "corpus")
+            tmp.rename(root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _render_all(jobs: list[dict], workers: int | None, progress: bool) -> None:
+    """Render and write every clip, in a pool of processes when that pays off."""
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(jobs) >= 40 else 1
+    check_int("workers", workers, minimum=1)
+    bar = tqdm(total=len(jobs), desc="synthetic corpus", unit="clip", disable=not progress)
+    with bar:
+        if workers == 1:
+            for job in jobs:
+                _write_clip(job)
+                bar.update()
+            return
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_write_clip, jobs, chunksize=4):
+                bar.update()
+
+
+def _write_tables(tmp: Path, n_clips: int, annotations: np.ndarray, emotions: np.ndarray) -> None:
+    """The three CSV files, in the real datasets' formats."""
+    numbers = np.arange(1, n_clips + 1)
+    ratings = pd.DataFrame(emotions[:n_clips], columns=list(EMOTIONS))
+    ratings.insert(0, "number", numbers)
+    discrete = ratings[list(_DISCRETE)].to_numpy()
+    ratings["TARGET"] = [_DISCRETE[j].upper() for j in discrete.argmax(axis=1)]
+    ratings.to_csv(tmp / "soundtracks" / "mean_ratings_set1.csv", index=False,
+                   float_format="%.4f")
+    n_total = annotations.shape[0]
+    song_ids = np.arange(1, n_total + 1)
+    meta = pd.DataFrame({
+        "song id": song_ids,
+        "Source": ["soundtracks"] * n_clips + ["synthetic-extra"] * (n_total - n_clips),
+        "ID at file source": np.concatenate([numbers, np.arange(1, n_total - n_clips + 1)]),
+    })
+    meta.to_csv(tmp / "midlevel" / "metadata.csv", sep=";", index=False)
+    ann = pd.DataFrame(annotations, columns=list(MIDLEVEL))
+    ann.insert(0, "song_id", song_ids)
+    ann.to_csv(tmp / "midlevel" / "annotations.csv", index=False, float_format="%.4f")

@@ -1,0 +1,720 @@
+"""The cached, resumable trainer: every chapter gets its models through :func:`get_trained`.
+
+Reference recipe (DESIGN §3): Adam (lr 5e-4), batch 8, early stopping on the validation
+score with ``patience`` epochs, the best checkpoint restored at the end.
+
+- **Loss** (the ``"mse"`` objective): ``(1 - w) * emotion MSE + w * concept MSE`` with
+  ``w = variant.concept_weight`` (A2M2E: w = 0.5; w = 0: emotion MSE only). Other objectives
+  are registered with :func:`register_loss` and named by ``Variant.loss``.
+- **Validation score**: the mean Pearson r over the 8 emotions; for variants with
+  ``concept_weight > 0`` (A2M2E) the *mean* of that and the mean Pearson r over the 7
+  mid-level features, so the score stays on the scale of a correlation. A nan score (e.g.
+  constant predictions) never counts as an improvement.
+- **Adversarial variants** (aA2E, aA2B2E): epoch ``e`` (counting from 1) is adversarial when
+  ``e % adv_every == 0`` (reference: epochs 5, 10, 15, ...). In such an epoch, after each
+  clean optimiser step the whole batch is attacked at once by
+  :func:`mer_lib.attacks.attack` with ``config.adv_attack``, *with the model in eval mode*
+  (BatchNorm uses and keeps its running statistics, no dropout while attacking), then the
+  model goes back to train mode and takes one more optimiser step on ``(x_adv, y)`` with
+  the same loss.
+- **Batches**: the training split lives on the device as one tensor; each epoch draws a
+  permutation from a ``torch.Generator`` seeded with the seed, batches are index slices of
+  it (the last one may be smaller). No DataLoader, no per-file loading.
+- **Determinism**: torch, numpy and Python are seeded with the seed; on CPU deterministic
+  algorithms are switched on while training, so training a configuration twice gives
+  bit-identical weights. On CUDA cuDNN runs in deterministic mode; bf16 autocast and
+  channels_last (flags, CUDA only; ignored with a warning on CPU) change the numbers.
+
+Storage (one folder per configuration)::
+
+    run_dir/models/<variant>/<key>/
+        config.json   the full configuration and the identity it was keyed by
+        state.pt      resume state after each completed epoch (removed once model.pt exists)
+        history.csv   one row per epoch
+        model.pt      the final (best) weights, written at the end
+
+``key`` is a short sha256 of the identity: the training configuration, the variant's
+definition, ``data.identity`` and the number of frames. Every file is written to a temporary
+file in the same folder and moved into place (:func:`mer_lib.paths.atomic_path`), so a
+``kill -9`` never leaves a truncated file under a final name. Policy for damaged files: an
+unreadable or foreign ``state.pt`` is renamed to ``state.pt.corrupt`` and training restarts
+from scratch with a warning (it is only a cache of progress); an unreadable ``model.pt`` or a
+``config.json`` that disagrees with the request raises :class:`CheckpointError` (delete the
+folder to retrain).
+
+Resume: when ``state.pt`` exists and ``model.pt`` does not, training continues after the last
+completed epoch with the saved model, optimiser, early-stopping and RNG states, and ends
+with exactly the weights an uninterrupted run gives.
+
+Example:
+    >>> from mer_lib.training import TrainConfig
+    >>> cfg = TrainConfig.from_profile("smoke", "a2m2e", seed=6, epochs=3)
+    >>> cfg.variant, cfg.epochs, cfg.batch_size, cfg.lr
+    ('a2m2e', 3, 8, 0.0005)
+    >>> # model = get_trained("a2m2e", 6, data, "smoke", "runs").model   # loads or trains
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import MerTensors
+from .errors import CheckpointError, DataLayoutError, ParameterError, TrainingError
+from .metrics import ConstantColumnWarning, evaluate, predict
+from .models import MerNet, Variant, build_model, get_variant
+from .paths import atomic_path
+from .profiles import Profile, get_profile
+from .runtime import resolve_device, seed_everything
+
+#: Bumped when the meaning of stored files changes (part of every key).
+FORMAT_VERSION = 1
+#: Attack of the reference's adversarial training: epsilon, Adam step size (DESIGN §3-4).
+ADV_EPSILON = 0.001
+ADV_STEP_SIZE = 0.002
+HISTORY_COLUMNS = ("epoch", "train_loss", "adv_loss", "valid_score", "valid_r", "valid_mae",
+                   "valid_concept_r", "adversarial", "improved", "seconds")
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------
+
+def default_adv_attack(iterations: int = 50) -> dict:
+    """The attack inside adversarial training: reference mode, eps 0.001, Adam lr 0.002."""
+    from .attacks import AttackConfig
+
+    return AttackConfig(mode="reference", epsilon=ADV_EPSILON, step_size=ADV_STEP_SIZE,
+                        max_iterations=iterations, norm="linf", random_start=False,
+                        early_stop=True).to_dict()
+
+
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum \
+            or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ParameterError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
+def _check_float(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not math.isfinite(value) or not low < value <= high:
+        raise ParameterError(f"{name} must be a finite number in ({low}, {high}], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what training produces (besides the data).
+
+    Attributes:
+        variant: registered variant name (see :mod:`mer_lib.models`).
+        seed: seed of initialisation, dropout and batch order (0 <= seed < 2**32).
+        width: channel multiplier of the backbone.
+        epochs: maximum number of epochs (>= 1).
+        patience: early stopping after this many epochs without a better validation score.
+        batch_size, lr: Adam's batch size and learning rate.
+        adv_every: adversarial variants: epochs e with ``e % adv_every == 0`` are adversarial.
+        adv_attack: adversarial variants: ``AttackConfig.to_dict()`` of the inner attack
+            (default :func:`default_adv_attack`); ignored (None) for the others.
+        bf16, channels_last: CUDA-only speed flags.
+
+    Example:
+        >>> TrainConfig("a2e", seed=6, epochs=0)
+        Traceback (most recent call last):
+        ...
+        mer_lib.errors.ParameterError: epochs must be an integer >= 1, got 0
+    """
+
+    variant: str
+    seed: int
+    width: float = 1.0
+    epochs: int = 200
+    patience: int = 50
+    batch_size: int = 8
+    lr: float = 5e-4
+    adv_every: int = 5
+    adv_attack: dict | None = None
+    bf16: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        spec = get_variant(self.variant)
+        object.__setattr__(self, "variant", spec.name)
+        object.__setattr__(self, "seed", _check_int("seed", self.seed, 0, 2**32 - 1))
+        object.__setattr__(self, "width", _check_float("width", self.width, 0.0, 16.0))
+        object.__setattr__(self, "epochs", _check_int("epochs", self.epochs, 1))
+        object.__setattr__(self, "patience", _check_int("patience", self.patience, 1))
+        object.__setattr__(self, "batch_size", _check_int("batch_size", self.batch_size, 1))
+        object.__setattr__(self, "lr", _check_float("lr", self.lr, 0.0, 1.0))
+        object.__setattr__(self, "adv_every", _check_int("adv_every", self.adv_every, 1))
+        for name in ("bf16", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        attack_cfg = self.adv_attack
+        if spec.adversarial:
+            from .attacks import AttackConfig
+
+            if attack_cfg is None:
+                attack_cfg = default_adv_attack()
+            elif isinstance(attack_cfg, AttackConfig):
+                attack_cfg = attack_cfg.to_dict()
+            elif not isinstance(attack_cfg, dict):
+                raise ParameterError(f"adv_attack must be a dict from AttackConfig.to_dict(), "
+                                     f"got {attack_cfg!r}")
+            attack_cfg = AttackConfig.from_dict(dict(attack_cfg)).to_dict()  # validates, normalises
+        else:
+            attack_cfg = None
+        object.__setattr__(self, "adv_attack", attack_cfg)
+
+    @property
+    def spec(self) -> Variant:
+        """The registered :class:`Variant`."""
+        return get_variant(self.variant)
+
+    def is_adversarial_epoch(self, epoch: int) -> bool:
+        """True when epoch ``epoch`` (counting from 1) includes adversarial steps."""
+        return self.spec.adversarial and epoch % self.adv_every == 0
+
+    def to_dict(self) -> dict:
+        """All fields as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (unknown fields fail)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ParameterError(f"unknown training configuration field(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def identity(self) -> dict:
+        """The fields that change the result (adversarial settings only for adversarial variants)."""
+        d = self.to_dict()
+        if not self.spec.adversarial:
+            d.pop("adv_every")
+            d.pop("adv_attack")
+        return d
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str, variant: str | Variant, seed: int,
+                     **overrides) -> "TrainConfig":
+        """Sizes from an execution profile, any field replaced by ``overrides`` (None = keep)."""
+        if isinstance(profile, str):
+            profile = get_profile(profile)
+        spec = get_variant(variant)
+        values: dict[str, Any] = dict(
+            variant=spec.name, seed=seed, width=profile.width, epochs=profile.epochs,
+            patience=profile.patience, batch_size=profile.batch_size, lr=profile.lr,
+            adv_every=profile.adv_every,
+            adv_attack=default_adv_attack(profile.adv_attack_iterations) if spec.adversarial else None)
+        known = {f.name for f in dataclasses.fields(cls)} - {"variant", "seed"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ParameterError(f"unknown training override(s) {unknown}; known: {sorted(known)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def run_identity(config: TrainConfig, data: MerTensors) -> dict:
+    """What a stored model is keyed by: configuration, variant definition, data, length."""
+    return {"format": FORMAT_VERSION, "config": config.identity(),
+            "variant": config.spec.identity(), "data": str(data.identity),
+            "n_frames": int(data.n_frames)}
+
+
+def run_key(identity: dict) -> str:
+    """Short sha256 (16 hex digits) of an identity dict."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_dir(run_dir: str | Path, config: TrainConfig, data: MerTensors) -> Path:
+    """``run_dir/models/<variant>/<key>`` of a configuration on a dataset."""
+    return Path(run_dir) / "models" / config.variant / run_key(run_identity(config, data))
+
+
+# --------------------------------------------------------------------------------------
+# Objectives
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class LossContext:
+    """What an objective may look at besides the batch.
+
+    ``state`` is a dict the objective may keep values in across batches (e.g. a weight
+    computed at initialisation); it is saved in ``state.pt`` so resuming stays exact. It
+    must hold tensors, numbers, strings and containers of them.
+    """
+
+    model: MerNet
+    variant: Variant
+    config: TrainConfig | None = None
+    epoch: int = 1
+    batch: int = 1
+    state: dict = field(default_factory=dict)
+    adversarial: bool = False  # True for the extra step on attacked inputs
+
+
+LossFn = Callable[[LossContext, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+LOSSES: dict[str, LossFn] = {}
+
+
+def register_loss(name: str, fn: LossFn | None = None, *, replace: bool = False):
+    """Register a training objective ``fn(ctx, x, emotions, midlevel) -> scalar loss``.
+
+    Usable as a decorator: ``@register_loss("expo")``. A variant picks it by ``loss="expo"``.
+    """
+    def add(f: LossFn) -> LossFn:
+        if name in LOSSES and not replace and LOSSES[name] is not f:
+            raise ParameterError(f"loss {name!r} is already registered; pass replace=True")
+        LOSSES[name] = f
+        return f
+    return add(fn) if fn is not None else add
+
+
+def get_loss(name: str) -> LossFn:
+    """The registered objective called ``name``."""
+    if name not in LOSSES:
+        raise ParameterError(f"unknown training loss {name!r}; known losses: {sorted(LOSSES)}")
+    return LOSSES[name]
+
+
+@register_loss("mse")
+def mse_objective(ctx: LossContext, x: torch.Tensor, emotions: torch.Tensor,
+                  midlevel: torch.Tensor | None) -> torch.Tensor:
+    """``(1 - w) * MSE(emotions) + w * MSE(concepts, mid-level)``, ``w = concept_weight``."""
+    pred, concepts = ctx.model.forward_all(x)
+    loss = F.mse_loss(pred.float(), emotions)
+    w = ctx.variant.concept_weight
+    if w > 0:
+        loss = (1.0 - w) * loss + w * F.mse_loss(concepts.float(), midlevel)
+    return loss
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class TrainedModel:
+    """A trained model (eval mode, on its device) with where it came from."""
+
+    model: MerNet
+    config: TrainConfig
+    key: str
+    path: Path
+    history: pd.DataFrame
+    trained_now: bool
+
+    @property
+    def variant(self) -> str:
+        return self.config.variant
+
+    def evaluate(self, data: MerTensors, split: str = "test", batch_size: int = 64) -> dict:
+        """:func:`mer_lib.metrics.evaluate` of this model on one split of ``data``."""
+        x, y, m = data.subset(split)
+        e, c = predict(self.model, x, batch_size=batch_size)
+        return evaluate(e, y, c, m if c is not None else None)
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+
+def _write_bytes(path: Path, payload: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _save_torch(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _history_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}; delete the folder {path.parent} to retrain") from exc
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k, "<missing>"), b.get(k, "<missing>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: stored {va!r} != requested {vb!r}")
+    return out
+
+
+def _check_identity(folder: Path, stored: dict, expected: dict) -> None:
+    if stored != expected:
+        diff = "; ".join(_differences(stored, expected)) or "unknown difference"
+        raise CheckpointError(f"the model folder {folder} holds a different configuration ({diff}); "
+                              f"delete the folder or use another run directory")
+
+
+def _cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def _variant_from_stored(d: dict) -> Variant:
+    try:
+        registered = get_variant(d["name"])
+        if registered.identity() == d:
+            return registered
+    except ParameterError:
+        pass
+    fields = dict(d)
+    fields["options"] = tuple(tuple(kv) for kv in fields.get("options", ()))
+    return Variant(**fields)
+
+
+def load_trained(path: str | Path, *, device: str | torch.device = "auto",
+                 expected: dict | None = None) -> TrainedModel:
+    """Load a finished model from its folder (``model.pt`` + ``config.json``).
+
+    Checks that ``model.pt`` belongs to the folder's ``config.json`` and, when ``expected``
+    (a :func:`run_identity`) is given, that the folder holds that configuration; any
+    mismatch or unreadable file raises :class:`CheckpointError`.
+
+    Example:
+        >>> tm = load_trained("runs/models/a2e/0123456789abcdef")   # doctest: +SKIP
+    """
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder} is not a model folder (no config.json)")
+    stored = _read_json(folder / "config.json")
+    if not isinstance(stored, dict) or "identity" not in stored or "train_config" not in stored:
+        raise CheckpointError(f"{folder / 'config.json'} is not a mer_lib model configuration")
+    if expected is not None:
+        _check_identity(folder, stored["identity"], expected)
+    if not (folder / "model.pt").is_file():
+        raise CheckpointError(f"{folder} holds no finished model (model.pt missing); "
+                              f"get_trained/train resumes or restarts it")
+    try:
+        payload = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        identity, state_dict = payload["identity"], payload["state_dict"]
+    except Exception as exc:  # any unpickling/IO problem means the file cannot be trusted
+        raise CheckpointError(f"cannot load {folder / 'model.pt'} ({exc}); delete the folder to retrain") from exc
+    if identity != stored["identity"]:
+        raise CheckpointError(f"{folder / 'model.pt'} was trained for another configuration than "
+                              f"its config.json; delete the folder to retrain")
+    config = TrainConfig.from_dict(stored["train_config"])
+    spec = _variant_from_stored(identity["variant"])
+    model = build_model(spec, config.width)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder / 'model.pt'} does not fit the {spec.name} model: {exc}") from exc
+    model.to(resolve_device(device)).eval()
+    hist_path = folder / "history.csv"
+    history = pd.read_csv(hist_path) if hist_path.is_file() else _history_frame([])
+    return TrainedModel(model, config, stored["key"], folder, history, trained_now=False)
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+@contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    prev = (torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev[2], prev[3]
+
+
+def _rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "python": random.getstate(),
+        "batches": gen.get_state(),
+    }
+
+
+def _set_rng_states(states: dict, gen: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    if device.type == "cuda" and states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(tuple(tuple(s) if isinstance(s, list) else s for s in states["python"]))
+    gen.set_state(states["batches"])
+
+
+def _load_resume_state(folder: Path, identity: dict) -> dict | None:
+    path = folder / "state.pt"
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ok = isinstance(state, dict) and state.get("identity") == identity
+        reason = "it belongs to another configuration"
+    except Exception as exc:  # unreadable: treat as absent (it only caches progress)
+        ok, reason = False, f"it cannot be read ({type(exc).__name__}: {exc})"
+    if not ok:
+        path.replace(path.with_name("state.pt.corrupt"))
+        warnings.warn(f"ignoring {path} because {reason}; renamed it to state.pt.corrupt and "
+                      f"training from scratch", RuntimeWarning, stacklevel=3)
+        return None
+    return state
+
+
+def _prepare_data(data: MerTensors, spec: Variant, device: torch.device):
+    if data.x.dim() != 4 or data.x.shape[1] != 1:
+        raise DataLayoutError(f"data.x must have shape (N, 1, frames, bands), got {tuple(data.x.shape)}")
+    if spec.needs_midlevel and data.midlevel is None:
+        raise DataLayoutError(
+            f"variant {spec.name} trains its 7 bottleneck units on mid-level ratings, but this "
+            f"dataset ({data.identity}) has none (MerTensors.midlevel is None); add the Mid-level "
+            f"Perceptual Features annotations (midlevel/annotations.csv) or train a2b2e instead")
+    out = []
+    for name, minimum in (("train", 1), ("valid", 2)):
+        if name not in data.split or len(data.split[name]) < minimum:
+            raise DataLayoutError(f"the {name} split needs at least {minimum} examples, "
+                                  f"got {len(data.split.get(name, ()))}")
+        x, y, m = data.subset(name)
+        out.append((x.to(device, torch.float32).contiguous(), y.to(device, torch.float32),
+                    None if m is None else m.to(device, torch.float32)))
+    return out
+
+
+def _validate(model: MerNet, spec: Variant, x: torch.Tensor, y: torch.Tensor,
+              m: torch.Tensor | None) -> tuple[float, dict]:
+    e, c = predict(model, x, batch_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantColumnWarning)
+        metrics = evaluate(e, y.cpu(), c, None if (c is None or m is None) else m.cpu())
+    score = metrics["avg_r"]
+    if spec.concept_weight > 0:
+        score = 0.5 * (score + metrics.get("concept_avg_r", float("nan")))
+    return score, metrics
+
+
+def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
+          device: str | torch.device = "auto", progress: bool = True, resume: bool = True,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainedModel:
+    """Train ``config`` on ``data`` into ``run_dir/models/<variant>/<key>/`` (see module doc).
+
+    Resumes from ``state.pt`` when present (``resume=True``); an existing ``model.pt`` is
+    overwritten. ``on_epoch_end(epoch, history_row)`` is called after each epoch's state
+    has been saved. Use :func:`get_trained` to load instead of retraining.
+
+    Raises:
+        DataLayoutError: the data lacks what the variant needs (e.g. mid-level ratings).
+        TrainingError: the loss became nan/inf (the message names epoch and batch).
+        CheckpointError: the folder holds another configuration.
+    """
+    spec = config.spec
+    loss_fn = get_loss(spec.loss)
+    device = resolve_device(device)
+    (x_tr, y_tr, m_tr), (x_va, y_va, m_va) = _prepare_data(data, spec, device)
+    identity = run_identity(config, data)
+    key = run_key(identity)
+    folder = Path(run_dir) / "models" / spec.name / key
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "config.json").is_file():
+        stored = _read_json(folder / "config.json")
+        _check_identity(folder, stored.get("identity", {}), identity)
+    else:
+        doc = {"key": key, "identity": identity, "train_config": config.to_dict(),
+               "mer_lib_version": __version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        _write_bytes(folder / "config.json", json.dumps(doc, indent=2, sort_keys=True).encode())
+
+    on_cuda = device.type == "cuda"
+    if (config.bf16 or config.channels_last) and not on_cuda:
+        warnings.warn("bf16 and channels_last are CUDA-only; ignored on CPU", RuntimeWarning, stacklevel=2)
+    use_bf16 = config.bf16 and on_cuda
+    memory_format = torch.channels_last if (config.channels_last and on_cuda) else torch.contiguous_format
+    attack_fn = attack_cfg = None
+    if spec.adversarial:
+        from .attacks import AttackConfig, attack as attack_fn
+
+        attack_cfg = AttackConfig.from_dict(config.adv_attack)
+
+    with _deterministic(device):
+        gen = seed_everything(config.seed)
+        model = build_model(spec, config.width).to(device, memory_format=memory_format)
+        x_tr = x_tr.contiguous(memory_format=memory_format)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        done, best_score, best_epoch, bad = 0, -math.inf, 0, 0
+        best_state: dict | None = None
+        history: list[dict] = []
+        loss_state: dict = {}
+        saved = _load_resume_state(folder, identity) if resume else None
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            best_state = saved["best_state"]
+            done, best_score, best_epoch, bad = (saved["epoch"], saved["best_score"],
+                                                 saved["best_epoch"], saved["bad_epochs"])
+            history, loss_state = saved["history"], saved["loss_state"]
+            _set_rng_states(saved["rng"], gen, device)
+
+        n, bs = x_tr.shape[0], config.batch_size
+        n_batches = math.ceil(n / bs)
+        bar = tqdm(total=config.epochs, initial=done, desc=f"{spec.name} seed {config.seed}",
+                   unit="epoch", leave=True, disable=not progress, dynamic_ncols=True)
+        try:
+            epoch = done
+            while epoch < config.epochs and bad < config.patience:
+                epoch += 1
+                t0 = time.perf_counter()
+                adversarial = config.is_adversarial_epoch(epoch)
+                model.train()
+                perm = torch.randperm(n, generator=gen).to(device)
+                losses, adv_losses = [], []
+                for b in range(n_batches):
+                    idx = perm[b * bs:(b + 1) * bs]
+                    xb, yb = x_tr[idx], y_tr[idx]
+                    mb = None if m_tr is None else m_tr[idx]
+                    ctx = LossContext(model, spec, config, epoch, b + 1, loss_state)
+                    losses.append(_step(loss_fn, ctx, optimizer, xb, yb, mb, use_bf16))
+                    if adversarial:
+                        _raise_if_nonfinite(losses[-1:], config, epoch, b, n_batches, "")
+                        model.eval()  # attack with frozen BN statistics and no dropout
+                        x_adv = attack_fn(model, xb, yb, attack_cfg).x_adv.detach()
+                        model.train()
+                        ctx = LossContext(model, spec, config, epoch, b + 1, loss_state, True)
+                        adv_losses.append(_step(loss_fn, ctx, optimizer, x_adv, yb, mb, use_bf16))
+                        _raise_if_nonfinite(adv_losses[-1:], config, epoch, b, n_batches, "adversarial ")
+                _raise_if_nonfinite(losses, config, epoch, 0, n_batches, "")
+                train_loss = float(torch.stack(losses).double().mean())
+                adv_loss = float(torch.stack(adv_losses).double().mean()) if adv_losses else math.nan
+
+                score, metrics = _validate(model, spec, x_va, y_va, m_va)
+                improved = math.isfinite(score) and score > best_score
+                if improved:
+                    best_score, best_epoch, bad = score, epoch, 0
+                    best_state = _cpu_state_dict(model)
+                else:
+                    bad += 1
+                row = {"epoch": epoch, "train_loss": train_loss, "adv_loss": adv_loss,
+                       "valid_score": score, "valid_r": metrics["avg_r"], "valid_mae": metrics["mae"],
+                       "valid_concept_r": metrics.get("concept_avg_r", math.nan),
+                       "adversarial": adversarial, "improved": improved,
+                       "seconds": time.perf_counter() - t0}
+                history.append(row)
+                _save_torch(folder / "state.pt", {
+                    "identity": identity, "epoch": epoch, "model": _cpu_state_dict(model),
+                    "optimizer": optimizer.state_dict(), "best_state": best_state,
+                    "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad,
+                    "history": history, "loss_state": loss_state, "rng": _rng_states(gen, device)})
+                _write_bytes(folder / "history.csv", _history_frame(history).to_csv(index=False).encode())
+                bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", valid_r=f"{metrics['avg_r']:.3f}",
+                                refresh=False)
+                bar.update(1)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, row)
+            if bar.n < bar.total:  # stopped early: show the bar as complete
+                bar.total = bar.n
+                bar.set_postfix(epoch=bar.n, best=best_epoch, stopped="early", refresh=False)
+                bar.refresh()
+        finally:
+            bar.close()
+
+        if best_state is None:
+            warnings.warn(f"{spec.name} seed {config.seed}: the validation score was never finite; "
+                          f"keeping the last weights", RuntimeWarning, stacklevel=2)
+            best_state, best_epoch = _cpu_state_dict(model), epoch
+        model.load_state_dict(best_state)
+        _save_torch(folder / "model.pt", {"identity": identity, "key": key, "state_dict": best_state,
+                                          "best_epoch": best_epoch, "best_score": best_score})
+        _write_bytes(folder / "history.csv", _history_frame(history).to_csv(index=False).encode())
+        (folder / "state.pt").unlink(missing_ok=True)
+    model.to(memory_format=torch.contiguous_format).eval()
+    return TrainedModel(model, config, key, folder, _history_frame(history), trained_now=True)
+
+
+def _step(loss_fn: LossFn, ctx: LossContext, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+          y: torch.Tensor, m: torch.Tensor | None, bf16: bool) -> torch.Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = loss_fn(ctx, x, y, m)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _raise_if_nonfinite(losses: list[torch.Tensor], config: TrainConfig, epoch: int,
+                        offset: int, n_batches: int, what: str) -> None:
+    values = torch.stack(losses).float().cpu()
+    bad = torch.nonzero(~torch.isfinite(values)).flatten()
+    if len(bad):
+        b = offset + int(bad[0])
+        raise TrainingError(
+            f"training {config.variant} seed {config.seed}: the {what}loss became "
+            f"{float(values[bad[0]])} at epoch {epoch}, batch {b + 1} of {n_batches} (both counted "
+            f"from 1); check the data for nan/inf values or lower the learning rate (lr={config.lr})")
+
+
+def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Profile | str,
+                run_dir: str | Path, *, device: str | torch.device = "auto", progress: bool = True,
+                on_epoch_end: Callable[[int, dict], None] | None = None, **overrides) -> TrainedModel:
+    """The one cached entry point: load the stored model, or train (resuming) if missing.
+
+    Sizes come from ``profile`` (a :class:`Profile` or its name) with ``overrides`` for any
+    :class:`TrainConfig` field (``epochs=3``, ``width=0.5``, ...).
+
+    Example:
+        >>> tm = get_trained("a2m2e", 6, data, "quick", "runs")          # doctest: +SKIP
+        >>> tm.trained_now, tm.path.parent.name                          # doctest: +SKIP
+        (False, 'a2m2e')
+    """
+    config = TrainConfig.from_profile(profile, variant, seed, **overrides)
+    identity = run_identity(config, data)
+    folder = Path(run_dir) / "models" / config.variant / run_key(identity)
+    if (folder / "model.pt").is_file():
+        return load_trained(folder, device=device, expected=identity)
+    return train(config, data, run_dir, device=device, progress=progress, on_epoch_end=on_epoch_end)
+
+
+__all__ = ["TrainConfig", "TrainedModel", "LossContext", "LOSSES", "register_loss", "get_loss",
+           "mse_objective", "train", "get_trained", "load_trained", "run_identity", "run_key",
+           "model_dir", "default_adv_attack", "ADV_EPSILON", "ADV_STEP_SIZE", "FORMAT_VERSION"]
