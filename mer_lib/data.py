@@ -138,7 +138,7 @@ def compute_spectrograms(audio_paths: Sequence[str | Path], *, home: str | Path 
             chunk = todo[start:start + chunk_size]
             waves = [load_waveform(paths[i], device=device) for i in chunk]
             with torch.no_grad():
-                specs = compute_batch(front, waves)
+                specs = compute_batch(waves, frontend=front, chunk_size=chunk_size)
             for i, spec in zip(chunk, specs):
                 with atomic_path(entries[i], suffix=".npy") as tmp:
                     np.save(tmp, spec.cpu().numpy().astype(np.float32))
@@ -155,7 +155,8 @@ def take_excerpts(specs: Sequence[torch.Tensor], n_frames: int, seed: int = 0) -
     """One random excerpt of ``n_frames`` frames per spectrogram, stacked to (N, n_frames, bands).
 
     The start of each excerpt is drawn uniformly by a generator seeded with ``seed``; a clip
-    shorter than the excerpt is first extended by repeating it (as the reference does).
+    shorter than the excerpt is extended by repeating it (as the reference does) and the
+    excerpt taken from its start.
 
     Example:
         >>> import torch
@@ -171,7 +172,8 @@ def take_excerpts(specs: Sequence[torch.Tensor], n_frames: int, seed: int = 0) -
             raise DataLayoutError("a spectrogram has no frames (empty audio clip)")
         if spec.shape[0] < n_frames:
             reps = -(-n_frames // spec.shape[0])
-            spec = spec.repeat(reps, 1)
+            out.append(spec.repeat(reps, 1)[:n_frames])
+            continue
         start = int(torch.randint(0, spec.shape[0] - n_frames + 1, (1,), generator=gen))
         out.append(spec[start:start + n_frames])
     return torch.stack(out)
@@ -254,9 +256,9 @@ def load_dataset(profile: Profile | str = "quick", data: str | Path | None = Non
     identity = hashlib.sha256(json.dumps({
         "corpus": corpus.fingerprint(), "frontend": FRONTEND_VERSION, "frames": frames,
         "excerpt_seed": excerpt_seed, "split_seed": SPLIT_SEED}, sort_keys=True).encode()).hexdigest()[:16]
-    midlevel = None if corpus.midlevel is None else torch.as_tensor(corpus.midlevel, dtype=torch.float32)
+    midlevel = None if corpus.midlevel is None else torch.tensor(corpus.midlevel, dtype=torch.float32)
     return MerTensors(
-        x=x, emotions=torch.as_tensor(corpus.emotions, dtype=torch.float32), midlevel=midlevel,
+        x=x, emotions=torch.tensor(corpus.emotions, dtype=torch.float32), midlevel=midlevel,
         split=split, ids=list(corpus.ids), mean=mean, std=std, identity=identity,
         info={"root": str(root), "corpus": corpus, "profile": profile.name,
               "excerpt_frames": frames, "spectrogram_frames": [int(s.shape[0]) for s in specs]},

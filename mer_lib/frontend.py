@@ -236,25 +236,26 @@ class LogFiltSpec(torch.nn.Module):
         squeeze = wave.dim() == 1
         x = wave.unsqueeze(0) if squeeze else wave
         n = x.shape[-1]
-        starts = self._starts(n_frames(n), x.device)
+        nf = n_frames(n)
+        starts = self._starts(nf, x.device)
+        # samples the frames need (last start + frame size), computed on the host
+        needed = max(int(math.floor((nf - 1) * HOP)) + FRAME_SIZE, n)
         chunk = self.cpu_chunk if x.device.type == "cpu" else None
         if chunk is None or x.shape[0] <= chunk:
-            spec = self._spectrogram(x, starts)
+            spec = self._spectrogram(x, starts, needed)
         else:
-            spec = torch.cat([self._spectrogram(c, starts) for c in x.split(chunk)])
+            spec = torch.cat([self._spectrogram(c, starts, needed) for c in x.split(chunk)])
         return spec[0] if squeeze else spec
 
-    def _spectrogram(self, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    def _spectrogram(self, x: torch.Tensor, starts: torch.Tensor, needed: int) -> torch.Tensor:
         """(B, S) signals -> (B, frames, 149), frames starting at ``starts``."""
         out_dtype, dev, dt = x.dtype, x.device, self.compute_dtype
-        n = x.shape[-1]
         # zero-pad so that the last frame fits, then gather all frames at once
-        needed = int(starts[-1]) + FRAME_SIZE
-        x = torch.nn.functional.pad(x.to(dt), (0, max(needed - n, 0)))
+        x = torch.nn.functional.pad(x.to(dt), (0, needed - x.shape[-1]))
         idx = starts[:, None] + self.offsets.to(dev)[None, :]          # (frames, 2048)
         frames = x[:, idx].mul_(self.window.to(dev, dt))                 # (B, frames, 2048)
         mag = torch.fft.rfft(frames, dim=-1)[..., :N_BINS].abs()         # (B, frames, 1024)
-        spec = torch.log1p_(mag @ self.filterbank.to(dev, dt)).div_(math.log(10.0))
+        spec = torch.log1p(mag @ self.filterbank.to(dev, dt)).div_(math.log(10.0))
         return spec.to(out_dtype)
 
 

@@ -55,7 +55,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json

@@ -535,6 +535,9 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the corpus is not
         for sub in ("soundtracks/Set1", "midlevel/audio"):
             (tmp / sub).mkdir(parents=True)
         jobs = [{"path": str(tmp / files[i]), "controls": controls[i], "seconds": float(clip_seconds),
