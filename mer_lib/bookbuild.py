@@ -31,6 +31,10 @@ from .errors import MerError, ParameterError
 from .profiles import PROFILES
 
 
+MATHJAX_PARTS = ("MathJax.js", "config", "extensions", "jax/input/TeX", "jax/output/CommonHTML",
+                 "jax/element", "fonts/HTML-CSS/TeX/woff", "localization/en", "LICENSE")
+
+
 def project_root(start: Path | None = None) -> Path:
     """The nearest folder at or above ``start`` that holds ``_toc.yml`` and ``book/``.
 
@@ -65,10 +69,19 @@ def stage(root: Path, staged: Path) -> None:
             shutil.copy2(src, dst)
     import jupyter_server_mathjax
 
+    # Only what MathJax 2's TeX-AMS_CHTML configuration loads. It goes to an html_extra_path
+    # folder (copied verbatim to the site), not to _static, whose .js files the theme would
+    # add to every page.
     mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
-    target = staged / "_static" / "mathjax"
+    target = staged / "_mathjax" / "mathjax"
     if not (target / "MathJax.js").is_file():
-        shutil.copytree(mathjax, target, dirs_exist_ok=True)
+        for part in MATHJAX_PARTS:
+            src = mathjax / part
+            if src.is_dir():
+                shutil.copytree(src, target / part, dirs_exist_ok=True)
+            else:
+                (target / part).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, target / part)
 
 
 def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print) -> float:
@@ -89,10 +102,14 @@ def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print)
 
 def build_site(staged: Path, output: Path) -> Path:
     """Run ``jupyter-book build`` (warnings are errors) and return the path of index.html."""
-    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(staged),
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(staged),
            "--path-output", str(output), "-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
-    return output / "_build" / "html" / "index.html"
+    index = output / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise subprocess.CalledProcessError(1, cmd, "jupyter-book wrote no index.html")
+    return index
 
 
 def _parse_params(pairs: list[list[str]]) -> dict:

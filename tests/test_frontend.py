@@ -99,9 +99,11 @@ def test_tone_peaks_in_nearest_band(fe, freq):
     assert band == nearest, (band, nearest, centres[band], centres[nearest])
 
 
-def test_batch_equals_single(fe):
+@pytest.mark.parametrize("cpu_chunk", [None, 2])
+def test_batch_equals_single(fe, cpu_chunk):
     x = torch.stack([_signal(n)[:50731] for n in SIGNALS])
-    batched = fe(x)
+    batched = F.LogFiltSpec(cpu_chunk=cpu_chunk)(x)
+    assert batched.shape == (3, 73, F.N_BANDS)
     for b, name in enumerate(SIGNALS):
         torch.testing.assert_close(batched[b], fe(x[b]), rtol=0, atol=1e-6)
 
@@ -124,6 +126,19 @@ def test_gradient_wrt_waveform(fe):
     loss = fe(x).sum() + fe(torch.stack([x, x2])).pow(2).mean()
     loss.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_gradient_matches_finite_difference():
+    fe64 = F.LogFiltSpec(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3000, dtype=torch.float64, generator=gen)
+    v = torch.randn(2, 3000, dtype=torch.float64, generator=gen)
+    x.requires_grad_(True)
+    fe64(x).sum().backward()
+    h = 1e-6
+    with torch.no_grad():
+        numeric = (fe64(x + h * v).sum() - fe64(x - h * v).sum()) / (2 * h)
+    assert float((x.grad * v).sum()) == pytest.approx(float(numeric), rel=1e-6)
 
 
 def test_buffers_follow_module_and_bad_input(fe):

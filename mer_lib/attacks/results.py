@@ -50,9 +50,12 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
+#: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
 def _read_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"example": str, "model_key": str},
-                       float_precision="round_trip")
+    return pd.read_csv(path, dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
 
 
 def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = "test",

@@ -1,0 +1,159 @@
+"""Batched attack engine vs. a per-example loop of the same algorithm.
+
+Usage::
+
+    python benchmarks/bench_attack.py [--device cpu|cuda] [--examples N] [--frames T]
+                                      [--width W] [--iterations K] [--adv-iterations K]
+                                      [--repeats R] [--threads P]
+
+Two measurements on the same model (``build_model("a2e", width)`` in eval mode) and the
+same random standardised inputs:
+
+1. **evaluation attack** — projected L-inf BIM, ``--iterations`` steps, early stopping off:
+   :func:`mer_lib.attacks.attack` on all examples at once vs. an explicit Python loop
+   attacking one example at a time (:func:`per_example_attack`, written independently of
+   the engine: its own sign step and projection, ``torch.optim.Adam`` for reference mode);
+2. **adversary generation for one adversarial-training epoch** — the trainer's inner
+   attack (:func:`mer_lib.training.default_adv_attack`: reference mode, Adam lr 0.002,
+   correlation-ladder early stopping, ``--adv-iterations`` steps) on the epoch's batches of
+   8 (the trainer attacks each batch at once) vs. one example at a time, as the reference
+   implementation did.
+
+For each, the per-example perturbations of both runs must agree (max |delta| difference
+<= 1e-5) and the speed ratio is reported; times are the minimum over ``--repeats``
+interleaved runs (robust to other load on the machine). Defaults: CPU at the ``quick``
+size (width 0.25, 157 frames, 36 examples); on CUDA the paper size (width 1.0, 313
+frames). Targets: >= 1.5x on CPU, >= 30x on GPU. Writes ``benchmarks/results/attack.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from mer_lib.attacks import AttackConfig, attack
+from mer_lib.attacks.ladder import CorrelationLadder, pearson_rows
+from mer_lib.models import build_model
+from mer_lib.training import default_adv_attack
+
+RESULTS = Path(__file__).resolve().parent / "results" / "attack.json"
+DEFAULTS = {"cpu": dict(width=0.25, frames=157, examples=36),
+            "cuda": dict(width=1.0, frames=313, examples=128)}
+TARGETS = {"cpu": 1.5, "cuda": 30.0}
+
+
+def per_example_attack(model, x, y, cfg: AttackConfig) -> torch.Tensor:
+    """The same attack, one example at a time (the reference implementation's structure)."""
+    out = []
+    for i in range(x.shape[0]):
+        xi, yi = x[i:i + 1], y[i:i + 1]
+        delta = torch.zeros_like(xi, requires_grad=True)
+        opt = None if cfg.projected else torch.optim.Adam([delta], lr=cfg.step_size)
+        ladder = CorrelationLadder(1, device=x.device)
+        best, best_t = None, -1
+        for t in range(cfg.max_iterations + 1):
+            last = t == cfg.max_iterations
+            with torch.set_grad_enabled(not last):
+                pred = model(xi + delta)
+            if bool(ladder.update(pearson_rows(pred, yi), t)[0]) and cfg.early_stop:
+                best, best_t = delta.detach().clone(), t
+            if last or (cfg.early_stop and bool(ladder.converged[0])):
+                break
+            (grad,) = torch.autograd.grad(((pred - yi) ** 2).mean(), delta)
+            if cfg.projected:
+                with torch.no_grad():
+                    delta += cfg.step_size * grad.sign()
+                    delta.clamp_(-cfg.epsilon, cfg.epsilon)
+            else:
+                delta.grad = -grad.sign()
+                opt.step()
+        out.append(best if best_t >= 1 else delta.detach().clone())
+    return torch.cat(out)
+
+
+def batched_attack(model, x, y, cfg: AttackConfig, batch_size: int | None) -> torch.Tensor:
+    return attack(model, x, y, cfg, batch_size=batch_size).delta
+
+
+def _timed(fn, sync) -> tuple[float, torch.Tensor]:
+    sync()
+    start = time.perf_counter()
+    result = fn()
+    sync()
+    return time.perf_counter() - start, result
+
+
+def compare(name, model, x, y, cfg, batch_size, repeats, sync) -> dict:
+    """Interleaved timing of the batched engine and the per-example loop, plus the check."""
+    batched_times, loop_times = [], []
+    for _ in range(repeats):
+        t_b, d_b = _timed(lambda: batched_attack(model, x, y, cfg, batch_size), sync)
+        t_l, d_l = _timed(lambda: per_example_attack(model, x, y, cfg), sync)
+        batched_times.append(t_b)
+        loop_times.append(t_l)
+    diff = float((d_b - d_l).abs().max())
+    row = {"name": name, "config": cfg.to_dict(), "batch_size": batch_size or x.shape[0],
+           "seconds_batched": min(batched_times), "seconds_per_example": min(loop_times),
+           "speedup": min(loop_times) / min(batched_times), "max_abs_diff_delta": diff,
+           "identical": diff <= 1e-5, "max_abs_delta": float(d_b.abs().max())}
+    print(f"{name:<34} batched {row['seconds_batched']:8.2f} s   per-example "
+          f"{row['seconds_per_example']:8.2f} s   speed-up {row['speedup']:6.2f}x   "
+          f"max |diff| {diff:.1e}")
+    return row
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"])
+    parser.add_argument("--examples", type=int)
+    parser.add_argument("--frames", type=int)
+    parser.add_argument("--width", type=float)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--adv-iterations", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    size = {k: getattr(args, k) if getattr(args, k) is not None else v
+            for k, v in DEFAULTS[device].items()}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    torch.manual_seed(0)
+    model = build_model("a2e", width=size["width"]).to(device).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(size["examples"], 1, size["frames"], 149, generator=g).to(device)
+    y = (0.1 + 0.7 * torch.rand(size["examples"], 8, generator=g)).to(device)
+
+    evaluation = AttackConfig(mode="projected", epsilon=0.001, step_size=0.0002,
+                              max_iterations=args.iterations, early_stop=False)
+    adversary = AttackConfig.from_dict(default_adv_attack(args.adv_iterations))
+    print(f"device {device}, {size}, torch threads {torch.get_num_threads()}")
+    rows = [compare("evaluation attack (projected)", model, x, y, evaluation, None,
+                    args.repeats, sync),
+            compare("adversaries of one epoch (batch 8)", model, x, y, adversary, 8,
+                    args.repeats, sync)]
+    report = {
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor()
+        or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), **size,
+        "target_speedup": TARGETS[device], "results": rows,
+        "meets_target": all(r["speedup"] >= TARGETS[device] for r in rows),
+        "all_identical": all(r["identical"] for r in rows),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    existing[device] = report
+    RESULTS.write_text(json.dumps(existing, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""The cached, resumable trainer, the metrics and the CLI, on a tiny synthetic dataset.
+
+The dataset has a learnable signal: three latent values per clip raise the spectrogram in
+three band ranges, and emotions and mid-level ratings are linear in them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mer_lib import training
+from mer_lib.attacks import AttackConfig
+from mer_lib.data import MerTensors, split_indices
+from mer_lib.errors import CheckpointError, DataLayoutError, ParameterError, TrainingError
+from mer_lib.metrics import ConstantColumnWarning, evaluate, pearson_per_column, predict
+from mer_lib.models import build_model, get_variant
+from mer_lib.training import (LossContext, TrainConfig, get_trained, load_trained, mse_objective,
+                              run_identity, train)
+
+TINY = dict(width=0.0625, epochs=2, patience=5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # 2 shared cores: one thread avoids OpenMP oversubscription stalls
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data() -> MerTensors:
+    g = torch.Generator().manual_seed(0)
+    n = 40
+    z = torch.rand(n, 3, generator=g)
+    x = torch.randn(n, 1, 63, 149, generator=g)
+    for k, (lo, hi) in enumerate(((0, 50), (50, 100), (100, 149))):
+        x[:, :, :, lo:hi] += 2 * z[:, k, None, None, None]
+    emotions = z @ torch.rand(3, 8, generator=g) / 3
+    midlevel = z @ torch.rand(3, 7, generator=g) / 3
+    return MerTensors(x, emotions, midlevel, split_indices(n), [f"{i:03d}" for i in range(n)],
+                      0.0, 1.0, "tiny-test-data")
+
+
+def _cfg(variant="a2e", seed=6, **kw) -> TrainConfig:
+    return TrainConfig(variant, seed, **{**TINY, **kw})
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ------------------------------------------------------------------ configuration
+
+@pytest.mark.parametrize("field,value", [
+    ("epochs", 0), ("patience", 0), ("batch_size", 0), ("lr", 0.0), ("lr", -1e-3),
+    ("lr", float("nan")), ("lr", 2.0), ("width", 0.0), ("seed", -1), ("adv_every", 0),
+    ("bf16", "yes"), ("epochs", 2.5),
+])
+def test_out_of_range_hyper_parameters(field, value):
+    with pytest.raises(ParameterError, match=field):
+        TrainConfig(**{"variant": "a2e", "seed": 6, field: value})
+
+
+def test_config_from_profile_and_identity():
+    cfg = TrainConfig.from_profile("smoke", "A2M2E", 6, epochs=3, patience=None)
+    assert (cfg.variant, cfg.width, cfg.epochs, cfg.patience, cfg.batch_size, cfg.lr) == \
+        ("a2m2e", 0.125, 3, 2, 8, 5e-4)
+    assert cfg.adv_attack is None and "adv_attack" not in cfg.identity()
+    adv = TrainConfig.from_profile("smoke", "aa2e", 6)
+    assert AttackConfig.from_dict(adv.adv_attack).mode == "reference"
+    assert adv.adv_attack["max_iterations"] == 2 and adv.identity()["adv_every"] == 1
+    assert TrainConfig.from_dict(adv.to_dict()) == adv
+    assert [adv.is_adversarial_epoch(e) for e in (1, 2)] == [True, True]
+    five = dataclasses.replace(adv, adv_every=5)
+    assert [e for e in range(1, 16) if five.is_adversarial_epoch(e)] == [5, 10, 15]
+    with pytest.raises(ParameterError, match="unknown training override"):
+        TrainConfig.from_profile("smoke", "a2e", 6, epoch=3)
+    with pytest.raises(ParameterError, match="known variants"):
+        TrainConfig.from_profile("smoke", "a3e", 6)
+
+
+# ------------------------------------------------------------------ metrics
+
+def test_pearson_and_evaluate():
+    rng = np.random.default_rng(0)
+    true = rng.random((20, 8))
+    pred = true * 2 + rng.normal(0, 0.1, (20, 8))
+    expected = [np.corrcoef(pred[:, k], true[:, k])[0, 1] for k in range(8)]
+    assert np.allclose(pearson_per_column(pred, true), expected)
+    m = evaluate(pred, true, pred[:, :7], true[:, :7])
+    assert m["avg_r"] == pytest.approx(np.mean(expected))
+    assert m["mae"] == pytest.approx(np.abs(pred - true).mean())
+    assert m["rmse"] == pytest.approx(np.sqrt(((pred - true) ** 2).mean()))
+    assert m["r_valence"] == pytest.approx(expected[0]) and "concept_r_minorness" in m
+    assert m["concept_avg_r"] == pytest.approx(np.mean(expected[:7]))
+    assert evaluate(true, true)["r2"] == pytest.approx(1.0)
+    const = pred.copy()
+    const[:, 2] = 0.5
+    with pytest.warns(ConstantColumnWarning, match="tension"):
+        m = evaluate(const, true)
+    assert math.isnan(m["r_tension"]) and math.isfinite(m["avg_r"])
+
+
+def test_predict_is_batched_and_restores_mode(data):
+    model = build_model("a2m2e", 0.0625).train()
+    e1, c1 = predict(model, data.x[:10], batch_size=3)
+    e2, c2 = predict(model, data.x[:10], batch_size=64)
+    assert model.training and e1.shape == (10, 8) and c1.shape == (10, 7)
+    assert np.allclose(e1, e2, atol=1e-6) and np.allclose(c1, c2, atol=1e-6)
+    assert predict(build_model("a2e", 0.0625), data.x[:4])[1] is None
+
+
+# ------------------------------------------------------------------ losses
+
+def test_a2m2e_loss_weighting(data):
+    model = build_model("a2m2e", 0.0625).eval()  # eval: no dropout, so two calls agree
+    x, y, m = data.subset("train")
+    xb, yb, mb = x[:8], y[:8], m[:8]
+    with torch.no_grad():
+        e, c = model.forward_all(xb)
+        by_hand = 0.5 * ((e - yb) ** 2).mean() + 0.5 * ((c - mb) ** 2).mean()
+        loss = mse_objective(LossContext(model, get_variant("a2m2e")), xb, yb, mb)
+        plain = mse_objective(LossContext(model, get_variant("a2b2e")), xb, yb, mb)
+    assert torch.allclose(loss, by_hand, rtol=1e-6)
+    assert torch.allclose(plain, ((e - yb) ** 2).mean(), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ training
+
+def test_training_learns_and_is_deterministic(data, tmp_path):
+    cfg = _cfg("a2m2e", epochs=3, lr=3e-3)
+    a = train(cfg, data, tmp_path / "a", progress=False)
+    b = train(cfg, data, tmp_path / "b", progress=False)
+    assert _same_weights(a.model, b.model)
+    h = a.history
+    assert list(h.columns[:3]) == ["epoch", "train_loss", "adv_loss"] and list(h.epoch) == [1, 2, 3]
+    assert h.train_loss.iloc[-1] < 0.7 * h.train_loss.iloc[0]
+    assert h.valid_concept_r.notna().all() and not h.adversarial.any()
+    assert a.trained_now and not a.model.training
+    assert a.path == tmp_path / "a" / "models" / "a2m2e" / a.key
+    assert {p.name for p in a.path.iterdir()} == {"config.json", "history.csv", "model.pt"}
+    other = train(_cfg("a2m2e", seed=7, epochs=1), data, tmp_path / "a", progress=False)
+    assert other.key != a.key and not _same_weights(a.model, other.model)
+
+
+def test_resume_after_kill_equals_uninterrupted(data, tmp_path):
+    cfg = _cfg("a2b2e", epochs=4)
+    full = train(cfg, data, tmp_path / "full", progress=False)
+
+    def kill_after_2(epoch, row):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path / "cut", progress=False, on_epoch_end=kill_after_2)
+    folder = tmp_path / "cut" / "models" / "a2b2e" / full.key
+    assert (folder / "state.pt").is_file() and not (folder / "model.pt").exists()
+    resumed_epochs = []
+    tm = get_trained("a2b2e", 6, data, "smoke", tmp_path / "cut", progress=False,
+                     on_epoch_end=lambda e, r: resumed_epochs.append(e), **{**TINY, "epochs": 4})
+    assert resumed_epochs == [3, 4] and tm.trained_now
+    assert _same_weights(tm.model, full.model)
+    cols = ["epoch", "train_loss", "valid_r", "valid_score", "improved"]
+    assert tm.history[cols].equals(full.history[cols])
+    assert not (folder / "state.pt").exists()
+
+
+def test_early_stopping_restores_best(data, tmp_path, monkeypatch):
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.1])
+
+    def fake_validate(model, spec, x, y, m):
+        s = next(scores)
+        return s, {"avg_r": s, "mae": 0.1}
+
+    monkeypatch.setattr(training, "_validate", fake_validate)
+    tm = train(_cfg(epochs=5, patience=2), data, tmp_path, progress=False)
+    assert list(tm.history.epoch) == [1, 2, 3] and list(tm.history.improved) == [True, False, False]
+    monkeypatch.undo()
+    one = train(_cfg(epochs=1, patience=2), data, tmp_path, progress=False)
+    assert _same_weights(tm.model, one.model)  # the epoch-1 weights
+
+
+def test_stored_model_reloads_and_get_trained_does_not_retrain(data, tmp_path, monkeypatch):
+    first = get_trained("a2e", 6, data, "smoke", tmp_path, progress=False, **TINY)
+    assert first.trained_now
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("get_trained retrained a stored model")
+
+    monkeypatch.setattr(training, "train", no_training)
+    again = get_trained("a2e", 6, data, "smoke", tmp_path, progress=False, **TINY)
+    assert not again.trained_now and again.key == first.key and again.config == first.config
+    direct = load_trained(first.path, device="cpu")
+    x = data.subset("test")[0]
+    for tm in (again, direct):
+        assert np.array_equal(predict(tm.model, x)[0], predict(first.model, x)[0])
+        pd.testing.assert_frame_equal(tm.history, first.history, check_dtype=False)
+    assert set(first.evaluate(data)) >= {"avg_r", "mae", "rmse", "r2"}
+
+
+def test_config_mismatch_in_stored_folder(data, tmp_path):
+    tm = train(_cfg(epochs=1), data, tmp_path, progress=False)
+    doc = json.loads((tm.path / "config.json").read_text())
+    doc["identity"]["config"]["lr"] = 0.1
+    (tm.path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="lr"):
+        get_trained("a2e", 6, data, "smoke", tmp_path, progress=False, **{**TINY, "epochs": 1})
+    with pytest.raises(CheckpointError, match="another configuration"):
+        load_trained(tm.path)  # model.pt no longer matches config.json
+    (tm.path / "model.pt").write_bytes(b"not a checkpoint")
+    (tm.path / "config.json").write_text(json.dumps({**doc, "identity": run_identity(tm.config, data)}))
+    with pytest.raises(CheckpointError, match="cannot load"):
+        load_trained(tm.path)
+    with pytest.raises(CheckpointError, match="not a model folder"):
+        load_trained(tmp_path)
+
+
+def test_corrupt_state_is_ignored_with_warning(data, tmp_path):
+    cfg = _cfg(epochs=1)
+    ref = train(cfg, data, tmp_path / "ref", progress=False)
+    folder = tmp_path / "x" / "models" / "a2e" / ref.key
+    folder.mkdir(parents=True)
+    (folder / "state.pt").write_bytes(b"\x80\x02 truncated")
+    with pytest.warns(RuntimeWarning, match="state.pt.corrupt"):
+        tm = train(cfg, data, tmp_path / "x", progress=False)
+    assert _same_weights(tm.model, ref.model) and (folder / "state.pt.corrupt").is_file()
+
+
+def test_writes_are_atomic(data, tmp_path, monkeypatch):
+    cfg = _cfg(epochs=2)
+
+    def kill_after_1(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path, progress=False, on_epoch_end=kill_after_1)
+    folder = next((tmp_path / "models" / "a2e").iterdir())
+    before = (folder / "state.pt").read_bytes()
+    real_save = torch.save
+
+    def dying_save(obj, f, *a, **k):  # half a file, then "kill"
+        real_save(obj, f, *a, **k)
+        f.truncate(100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path, progress=False)
+    monkeypatch.undo()
+    assert (folder / "state.pt").read_bytes() == before  # old state intact, no temp files left
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "history.csv", "state.pt"]
+
+
+def test_a2m2e_needs_midlevel(data, tmp_path):
+    no_mid = dataclasses.replace(data, midlevel=None, identity="no-mid")
+    with pytest.raises(DataLayoutError, match="mid-level"):
+        get_trained("a2m2e", 6, no_mid, "smoke", tmp_path, progress=False)
+
+
+def test_unknown_variant(data, tmp_path):
+    with pytest.raises(ParameterError, match="a2m2e"):
+        get_trained("a2x2e", 6, data, "smoke", tmp_path, progress=False)
+
+
+def test_nan_loss_names_epoch_and_batch(data, tmp_path):
+    emotions = data.emotions.clone()
+    bad = int(data.split["train"][17])
+    emotions[bad, 3] = float("nan")
+    broken = dataclasses.replace(data, emotions=emotions, identity="nan-data")
+    perm = torch.randperm(len(data.split["train"]), generator=torch.Generator().manual_seed(6))
+    batch = int(torch.nonzero(perm == 17)) // 8 + 1
+    with pytest.raises(TrainingError, match=rf"epoch 1, batch {batch} of 4"):
+        train(_cfg(), broken, tmp_path, progress=False)
+
+
+def test_bf16_flag_is_ignored_on_cpu(data, tmp_path):
+    with pytest.warns(RuntimeWarning, match="CUDA-only"):
+        tm = train(_cfg(epochs=1, bf16=True), data, tmp_path, progress=False, device="cpu")
+    assert tm.model.to_emotions.weight.dtype == torch.float32
+
+
+# ------------------------------------------------------------------ adversarial training
+
+def test_adversarial_training_attacks_in_eval_mode(data, tmp_path, monkeypatch):
+    import mer_lib.attacks as attacks
+
+    real_attack, modes = attacks.attack, []
+
+    def spy(model, x, y, cfg, **kw):
+        modes.append(model.training)
+        return real_attack(model, x, y, cfg, **kw)
+
+    monkeypatch.setattr(attacks, "attack", spy)
+    adv = AttackConfig(mode="reference", epsilon=0.001, step_size=0.002, max_iterations=2).to_dict()
+    tm = train(_cfg("aa2b2e", adv_every=2, adv_attack=adv), data, tmp_path, progress=False)
+    assert list(tm.history.adversarial) == [False, True]
+    assert math.isnan(tm.history.adv_loss[0]) and math.isfinite(tm.history.adv_loss[1])
+    assert modes == [False] * 4  # 32 training examples = 4 batches, all attacked in eval mode
+
+
+def test_adversarial_training_resumes_exactly(data, tmp_path):
+    adv = AttackConfig(mode="reference", epsilon=0.001, step_size=0.002, max_iterations=2).to_dict()
+    cfg = _cfg("aa2e", epochs=2, adv_every=1, adv_attack=adv)
+    full = train(cfg, data, tmp_path / "full", progress=False)
+
+    def kill_after_1(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path / "cut", progress=False, on_epoch_end=kill_after_1)
+    tm = train(cfg, data, tmp_path / "cut", progress=False)
+    assert _same_weights(tm.model, full.model) and tm.history.adversarial.all()
+
+
+# ------------------------------------------------------------------ CLI
+
+def test_cli_error_exit_and_list_variants():
+    run = [sys.executable, "-m", "mer_lib"]
+    err = subprocess.run(run + ["train", "--variant", "a9e", "--seed", "6", "--epochs", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert err.returncode == 2 and err.stdout == ""
+    lines = err.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown model variant 'a9e'")
+    listed = subprocess.run(run + ["list-variants"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0
+    for name in ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e"):
+        assert f"\n{name} " in listed.stdout
+
+
+def test_cli_train_and_help(data, tmp_path, monkeypatch, capsys):
+    from mer_lib import cli
+    import mer_lib.data
+
+    monkeypatch.setattr(mer_lib.data, "load_dataset", lambda *args, **kwargs: data)
+    args = ["train", "--variant", "a2m2e", "--seed", "6", "--profile", "smoke", "--run-dir",
+            str(tmp_path), "--epochs", "1", "--width", "0.0625", "--no-progress"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "model folder: " + str(tmp_path / "models" / "a2m2e") in out
+    assert "trained now" in out and "avg_r" in out and "concept_avg_r" in out
+    assert cli.main(args) == 0 and "loaded from cache" in capsys.readouterr().out
+    assert cli.main(["train", "--variant", "a2e", "--seed", "6", "--lr", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("error: lr must be")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for flag in ("--variant", "--seed", "--profile", "--data", "--run-dir", "--device",
+                 "--epochs", "--patience"):
+        assert flag in help_text
