@@ -19,9 +19,13 @@ same random standardised inputs:
    8 (the trainer attacks each batch at once) vs. one example at a time, as the reference
    implementation did.
 
-For each, the per-example perturbations of both runs must agree (max |delta| difference
-<= 1e-5) and the speed ratio is reported; times are the minimum over ``--repeats``
-interleaved runs (robust to other load on the machine). Defaults: CPU at the ``quick``
+Times are the minimum over ``--repeats`` interleaved float32 runs (robust to other load on
+the machine; wall and process CPU time are both recorded). Exactness: both runs are then
+repeated in float64 and must agree to 1e-5 (they agree to 0 on CPU). In float32 they agree
+except for a few elements: the attack steps along ``sign(grad)``, and the convolution
+kernels chosen for a batch of 36 and for a batch of 1 round differently (~1e-7 relative),
+which flips the sign of gradient components that are almost zero; the float32 maximum
+difference and the fraction of differing elements are reported as well. Defaults: CPU at the ``quick``
 size (width 0.25, 157 frames, 36 examples); on CUDA the paper size (width 1.0, 313
 frames). Targets: >= 1.5x on CPU, >= 30x on GPU. Writes ``benchmarks/results/attack.json``.
 """
@@ -79,30 +83,45 @@ def batched_attack(model, x, y, cfg: AttackConfig, batch_size: int | None) -> to
     return attack(model, x, y, cfg, batch_size=batch_size).delta
 
 
-def _timed(fn, sync) -> tuple[float, torch.Tensor]:
+def _timed(fn, sync) -> tuple[float, float, torch.Tensor]:
+    """(wall seconds, CPU seconds of this process, result)."""
     sync()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
     sync()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
 def compare(name, model, x, y, cfg, batch_size, repeats, sync) -> dict:
-    """Interleaved timing of the batched engine and the per-example loop, plus the check."""
-    batched_times, loop_times = [], []
+    """Interleaved float32 timing of the batched engine and the per-example loop, then the
+    exactness check of both in float64 (see the module docstring)."""
+    times = {"batched": [], "per_example": []}
     for _ in range(repeats):
-        t_b, d_b = _timed(lambda: batched_attack(model, x, y, cfg, batch_size), sync)
-        t_l, d_l = _timed(lambda: per_example_attack(model, x, y, cfg), sync)
-        batched_times.append(t_b)
-        loop_times.append(t_l)
-    diff = float((d_b - d_l).abs().max())
+        wall, cpu, d_b = _timed(lambda: batched_attack(model, x, y, cfg, batch_size), sync)
+        times["batched"].append((wall, cpu))
+        wall, cpu, d_l = _timed(lambda: per_example_attack(model, x, y, cfg), sync)
+        times["per_example"].append((wall, cpu))
+    diff32 = (d_b - d_l).abs()
+    model64, x64, y64 = model.double(), x.double(), y.double()
+    try:
+        diff64 = float((batched_attack(model64, x64, y64, cfg, batch_size)
+                        - per_example_attack(model64, x64, y64, cfg)).abs().max())
+    finally:
+        model.float()
+    best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in times.items()}
     row = {"name": name, "config": cfg.to_dict(), "batch_size": batch_size or x.shape[0],
-           "seconds_batched": min(batched_times), "seconds_per_example": min(loop_times),
-           "speedup": min(loop_times) / min(batched_times), "max_abs_diff_delta": diff,
-           "identical": diff <= 1e-5, "max_abs_delta": float(d_b.abs().max())}
-    print(f"{name:<34} batched {row['seconds_batched']:8.2f} s   per-example "
-          f"{row['seconds_per_example']:8.2f} s   speed-up {row['speedup']:6.2f}x   "
-          f"max |diff| {diff:.1e}")
+           "seconds_batched": best["batched"][0], "seconds_per_example": best["per_example"][0],
+           "cpu_seconds_batched": best["batched"][1],
+           "cpu_seconds_per_example": best["per_example"][1],
+           "speedup": best["per_example"][0] / best["batched"][0],
+           "max_abs_diff_delta_float64": diff64, "identical": diff64 <= 1e-5,
+           "max_abs_diff_delta_float32": float(diff32.max()),
+           "fraction_elements_differing_float32": float((diff32 > 1e-5).double().mean()),
+           "max_abs_delta": float(d_b.abs().max())}
+    print(f"{name:<34} batched {row['seconds_batched']:7.2f} s   per-example "
+          f"{row['seconds_per_example']:7.2f} s   speed-up {row['speedup']:5.2f}x   "
+          f"max |diff| float64 {diff64:.1e}, float32 {row['max_abs_diff_delta_float32']:.1e} "
+          f"({100 * row['fraction_elements_differing_float32']:.4f}% of elements)", flush=True)
     return row
 
 

@@ -158,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     except MerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # papermill's execution error: name the chapter and the cause
+        if type(err).__name__ != "PapermillExecutionError":
+            raise
+        print(f"error: a chapter failed: {err.ename}: {err.evalue}\n"
+              f"  (the partly executed notebook is in {staged}/*.running.ipynb)", file=sys.stderr)
+        return 1
     except subprocess.CalledProcessError as err:
         print(f"error: the site build failed ({err})", file=sys.stderr)
         return 1

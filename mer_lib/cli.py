@@ -73,13 +73,16 @@ def _list_variants() -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .profiles import get_profile
+    from .runtime import resolve_device
     from .training import TrainConfig, get_trained
 
     profile = get_profile(args.profile)
     overrides = dict(epochs=args.epochs, patience=args.patience, width=args.width,
                      batch_size=args.batch_size, lr=args.lr, adv_every=args.adv_every,
                      bf16=args.bf16 or None, channels_last=args.channels_last or None)
-    TrainConfig.from_profile(profile, args.variant, args.seed, **overrides)  # fail fast, before loading data
+    # fail fast, before loading data
+    TrainConfig.from_profile(profile, args.variant, args.seed, **overrides)
+    resolve_device(args.device)
 
     from .data import load_dataset
     from .paths import mer_home

@@ -250,10 +250,15 @@ class LogFiltSpec(torch.nn.Module):
     def _spectrogram(self, x: torch.Tensor, starts: torch.Tensor, needed: int) -> torch.Tensor:
         """(B, S) signals -> (B, frames, 149), frames starting at ``starts``."""
         out_dtype, dev, dt = x.dtype, x.device, self.compute_dtype
-        # zero-pad so that the last frame fits, then gather all frames at once
-        x = torch.nn.functional.pad(x.to(dt), (0, needed - x.shape[-1]))
-        idx = starts[:, None] + self.offsets.to(dev)[None, :]          # (frames, 2048)
-        frames = x[:, idx].mul_(self.window.to(dev, dt))                 # (B, frames, 2048)
+        x = torch.nn.functional.pad(x.to(dt), (0, needed - x.shape[-1]))  # last frame fits
+        if torch.is_grad_enabled() and x.requires_grad:
+            # gather with a (frames, 2048) index: its backward is a scatter-add into (B, S)
+            frames = x[:, starts[:, None] + self.offsets.to(dev)[None, :]]
+        else:
+            # ~2x faster: rows of the strided view of all windows, but its backward would
+            # allocate a (B, S, 2048) gradient, so it is only used without autograd
+            frames = x.unfold(-1, FRAME_SIZE, 1)[:, starts]              # (B, frames, 2048)
+        frames = frames.mul_(self.window.to(dev, dt))
         mag = torch.fft.rfft(frames, dim=-1)[..., :N_BINS].abs()         # (B, frames, 1024)
         spec = torch.log1p(mag @ self.filterbank.to(dev, dt)).div_(math.log(10.0))
         return spec.to(out_dtype)

@@ -176,6 +176,25 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path):
     assert not (folder / "state.pt").exists()
 
 
+def test_resume_after_kill_mid_epoch(data, tmp_path, monkeypatch):
+    cfg = _cfg("a2b2e", epochs=3)
+    full = train(cfg, data, tmp_path / "full", progress=False)
+    real_step, calls = training._step, []
+
+    def dying_step(*args, **kwargs):  # 4 batches per epoch: call 6 = epoch 2, batch 2
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path / "cut", progress=False)
+    monkeypatch.undo()
+    tm = train(cfg, data, tmp_path / "cut", progress=False)
+    assert list(tm.history.epoch) == [1, 2, 3] and _same_weights(tm.model, full.model)
+
+
 def test_early_stopping_restores_best(data, tmp_path, monkeypatch):
     scores = iter([0.5, 0.4, 0.3, 0.2, 0.1])
 
@@ -291,6 +310,15 @@ def test_bf16_flag_is_ignored_on_cpu(data, tmp_path):
     assert tm.model.to_emotions.weight.dtype == torch.float32
 
 
+def test_channels_last_is_deterministic_and_keyed(data, tmp_path):
+    a = train(_cfg(epochs=1, channels_last=True), data, tmp_path / "a", progress=False)
+    b = train(_cfg(epochs=1, channels_last=True), data, tmp_path / "b", progress=False)
+    plain = train(_cfg(epochs=1), data, tmp_path / "a", progress=False)
+    assert _same_weights(a.model, b.model) and a.key != plain.key
+    x = data.subset("test")[0]
+    assert np.allclose(predict(a.model, x)[0], predict(plain.model, x)[0], atol=0.05)
+
+
 # ------------------------------------------------------------------ adversarial training
 
 def test_adversarial_training_attacks_in_eval_mode(data, tmp_path, monkeypatch):
@@ -354,6 +382,9 @@ def test_cli_train_and_help(data, tmp_path, monkeypatch, capsys):
     assert cli.main(args) == 0 and "loaded from cache" in capsys.readouterr().out
     assert cli.main(["train", "--variant", "a2e", "--seed", "6", "--lr", "-1"]) == 2
     assert capsys.readouterr().err.startswith("error: lr must be")
+    if not torch.cuda.is_available():
+        assert cli.main(["train", "--variant", "a2e", "--seed", "6", "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--help"])
     assert exit_info.value.code == 0
