@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_frontend.py [--clips 32] [--seconds 10] [--device cpu|cuda]
-                                        [--repeats 5]
+                                        [--repeats 5] [--threads N]
 
 Measures the real-time factor (seconds of audio processed per second of wall time) of
 ``mer_lib.frontend.LogFiltSpec`` on a batch of ``--clips`` clips of ``--seconds`` seconds,
@@ -72,8 +72,9 @@ def librosa_logfilt(x: np.ndarray, fb: np.ndarray, window: np.ndarray) -> np.nda
     return np.log10(1.0 + mag @ fb)
 
 
-def run(clips: int, seconds: float, devices: list[str], repeats: int) -> dict:
-    threads = os.cpu_count() or 1
+def run(clips: int, seconds: float, devices: list[str], repeats: int,
+        threads: int | None = None) -> dict:
+    threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     n = int(round(seconds * F.SAMPLE_RATE))
     audio_s = clips * n / F.SAMPLE_RATE
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="default: cpu, plus cuda when available")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: number of cores)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.clips < 1 or args.seconds <= 0 or args.repeats < 1:
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     devices = [args.device] if args.device else (
         ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
-    result = run(args.clips, args.seconds, devices, args.repeats)
+    result = run(args.clips, args.seconds, devices, args.repeats, args.threads)
     print(f"{result['clips']} clips x {result['seconds_per_clip']:g} s, "
           f"torch threads = {result['torch_threads']}, median of {result['repeats']}")
     print(f"{'method':<42} {'time [s]':>9} {'x real time':>12} {'vs numpy':>9}")

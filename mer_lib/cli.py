@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="folder with soundtracks/ (and midlevel/) in the real datasets' layouts; "
                          "default: the synthetic corpus")
     tr.add_argument("--run-dir", default=None, metavar="DIR",
-                    help="where models are stored (default: MER_HOME/runs, the notebooks' run directory)")
+                    help="run directory; models go to DIR/models/ (default: mer_home(), i.e. $MER_HOME "
+                         "or runs/ in the project root, the notebooks' run directory)")
     tr.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
     tr.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the profile's)")
     tr.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: the profile's)")
@@ -87,7 +88,7 @@ def _train(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .paths import mer_home
 
-    run_dir = Path(args.run_dir) if args.run_dir else mer_home() / "runs"
+    run_dir = Path(args.run_dir) if args.run_dir else mer_home()  # the notebooks' default too
     data = load_dataset(profile, data=args.data, progress=not args.no_progress)
     tm = get_trained(args.variant, args.seed, data, profile, run_dir, device=args.device,
                      progress=not args.no_progress, **overrides)

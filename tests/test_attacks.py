@@ -210,6 +210,10 @@ def test_converged_example_is_frozen(mode):
     assert long_.iterations[0] == short.iterations[0] and long_.iterations[1] == 40
     assert torch.equal(long_.delta[0], short.delta[0])              # frozen after convergence
     assert not torch.equal(long_.delta[1], short.delta[1])          # the other one went on
+    k = int(short.iterations[0])                                    # delta at convergence:
+    at_k = attack(model, x[:1], y[:1], AttackConfig(mode=mode, epsilon=100.0, step_size=0.1,
+                                                    max_iterations=k, early_stop=False))
+    assert k >= 1 and torch.equal(at_k.delta[0], short.delta[0])
     # the converged example's perturbation and prediction are those at convergence
     r_adv = torch.corrcoef(torch.stack([short.adv_pred[0], U]))[0, 1]
     assert float(r_adv) <= -0.9

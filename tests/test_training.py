@@ -373,8 +373,9 @@ def test_cli_train_and_help(data, tmp_path, monkeypatch, capsys):
     import mer_lib.data
 
     monkeypatch.setattr(mer_lib.data, "load_dataset", lambda *args, **kwargs: data)
-    args = ["train", "--variant", "a2m2e", "--seed", "6", "--profile", "smoke", "--run-dir",
-            str(tmp_path), "--epochs", "1", "--width", "0.0625", "--no-progress"]
+    monkeypatch.setenv("MER_HOME", str(tmp_path))  # default run directory = mer_home()
+    args = ["train", "--variant", "a2m2e", "--seed", "6", "--profile", "smoke",
+            "--epochs", "1", "--width", "0.0625", "--no-progress"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "model folder: " + str(tmp_path / "models" / "a2m2e") in out

@@ -45,30 +45,38 @@ chord pad + bass + lead (additive synthesis, a few harmonics) + band-limited noi
 
     rating = clip(1 + 8 (m @ EMOTION_MAP + EMOTION_BIAS + N(0, noise)), 1, 9)
 
-=================  =======  ======  =======  =====  =====  =====  =====  ======
-control            valence  energy  tension  anger  fear   happy  sad    tender
-=================  =======  ======  =======  =====  =====  =====  =====  ======
-melodiousness      +0.25    -0.10                   -0.15         +0.10         +0.30
-articulation                +0.40            +0.25         +0.15  -0.30  -0.25
-rhythm_complexity           +0.35            +0.15                -0.15
-rhythm_stability                    -0.20           -0.15
-dissonance         -0.15            +0.35    +0.30  +0.25  -0.15         -0.20
-tonal_stability    +0.20            -0.25           -0.25                +0.10
-minorness          -0.30                            +0.20  -0.35  +0.35
-=================  =======  ======  =======  =====  =====  =====  =====  ======
+=================  =======  =======  =======  =======  =======  =======  =======  =======
+control            valence  energy   tension  anger    fear     happy    sad      tender
+=================  =======  =======  =======  =======  =======  =======  =======  =======
+melodiousness      +0.25    -0.10             -0.15             +0.10             +0.30
+articulation                +0.40             +0.25             +0.15    -0.30    -0.25
+rhythm_complexity           +0.35             +0.15                      -0.15
+rhythm_stability                     -0.20             -0.15
+dissonance         -0.15             +0.35    +0.30    +0.25    -0.15             -0.20
+tonal_stability    +0.20             -0.25             -0.25                      +0.10
+minorness          -0.30                               +0.20    -0.35    +0.35
+=================  =======  =======  =======  =======  =======  =======  =======  =======
 
-(the anger column's -0.15 is melodiousness). The bias centres every emotion at 0.5 for
-``m = 0.5``; as each column's absolute weights sum to <= 0.9, the noise-free ratings stay in
-[1.4, 8.6]. With the default ``noise=0.05`` a linear fit from the controls explains about 90 %
-of each emotion's variance. ``TARGET`` is the upper-case name of the highest of the five
-discrete emotions (anger, fear, happy, sad, tender), e.g. ``"HAPPY"``.
+The bias centres every emotion at 0.5 (rating 5) for ``m = 0.5``; as each column's absolute
+weights sum to <= 0.9, the noise-free ratings stay within [1.4, 8.6]. With the default
+``noise=0.05`` (0.4 rating points) a linear fit from the controls explains about 88 % of each
+emotion's variance (R^2 0.87-0.91 on the default 360-clip corpus). ``TARGET`` is the
+upper-case name of the highest of the five discrete emotions (anger, fear, happy, sad,
+tender), e.g. ``"HAPPY"``.
 
 **Spurious cue.** With ``spurious_cue="tension"`` (any emotion name), a steady sine hum at
-:data:`CUE_FREQ` (9 kHz; the synthesis never places a steady tone there) is added with amplitude
+:data:`CUE_FREQ` (9 kHz; no other part of the synthesis reaches it: the highest partials stay below
+8.5 kHz and the hi-hat noise is centred at 4.5 kHz) is added with amplitude
 ``CUE_AMP * spurious_strength * level``. In the training and validation splits (and in the
 extra mid-level clips, which are training data) ``level = (rating - 1) / 8`` of that emotion,
 so the hum predicts the rating perfectly; in the test split ``level ~ U(0, 1)`` independently
-of everything else. Levels are recorded per clip in ``synthetic_truth.json``.
+of everything else. Levels are recorded per clip in ``synthetic_truth.json``; the ratings do
+not depend on whether a cue is planted.
+
+**Writing.** Clips are rendered by :func:`render_clip` with a generator seeded from
+``(seed, clip index)`` (so the result does not depend on the number of worker threads), into a
+hidden sibling folder ``.<root name>.partial-*`` that is renamed to ``root`` when complete. A
+process killed outright (SIGKILL) can leave that hidden folder behind; it is safe to delete.
 
 Example:
     >>> import tempfile
@@ -110,7 +118,8 @@ GENERATOR_VERSION = 1
 
 _DISCRETE = ("anger", "fear", "happy", "sad", "tender")
 
-# rows: MIDLEVEL order; columns: EMOTIONS order (see the table in the module docstring)
+#: The fixed linear map from mid-level controls (rows, MIDLEVEL order) to emotions (columns,
+#: EMOTIONS order); see the table in the module docstring.
 EMOTION_MAP = np.array([
     # val    ener   tens   ang    fear   happy  sad    tender
     [0.25, -0.10, 0.00, -0.15, 0.00, 0.10, 0.00, 0.30],   # melodiousness
@@ -251,10 +260,13 @@ def _envelope(n: int, sr: int, onsets: np.ndarray, amps: np.ndarray, gate_frac: 
     return env, np.maximum(idx - 1, 0) if lead_in else idx
 
 
-def _oscillator(freq: np.ndarray, sr: int, timbre: str, stretch: float) -> np.ndarray:
-    """Phase-continuous wavetable oscillator following a per-sample frequency."""
+def _oscillator(pitches: np.ndarray, idx: np.ndarray, sr: int, timbre: str,
+                stretch: float) -> np.ndarray:
+    """Phase-continuous wavetable oscillator playing MIDI ``pitches[idx]`` sample by sample."""
+    if pitches.size == 0:
+        return np.zeros(idx.size, dtype=np.float32)
     low, high = _TIMBRES[timbre]
-    phase = np.cumsum(freq * (_TABLE_LEN / sr))  # in table samples
+    phase = np.cumsum(_hz(pitches)[idx] * (_TABLE_LEN / sr))  # in table samples
     mask = _TABLE_LEN - 1
     out = low[phase.astype(np.int64) & mask]
     out += high[(phase * (1.0 + stretch)).astype(np.int64) & mask]
@@ -318,8 +330,11 @@ def render_clip(controls: Mapping[str, float] | np.ndarray, seconds: float = 10.
     """
     m = dict(zip(MIDLEVEL, _as_controls(controls)))
     check_positive("seconds", seconds)
-    check_int("sr", sr, minimum=1000)
+    check_int("sr", sr, minimum=16000)
     check_positive("cue_level", cue_level, allow_zero=True)
+    if cue_level > 0 and sr <= 2 * CUE_FREQ:
+        raise ParameterError(f"a spurious cue at {CUE_FREQ:.0f} Hz needs sr > {2 * CUE_FREQ:.0f}, "
+                             f"got {sr}")
     rng = np.random.default_rng(rng)
     tempo = float(rng.uniform(70, 160)) if tempo is None else check_positive("tempo", tempo)
     key = int(rng.integers(12)) if key is None else int(key) % 12
@@ -357,8 +372,8 @@ def render_clip(controls: Mapping[str, float] | np.ndarray, seconds: float = 10.
                  3: 0.30 * np.clip(2 * minor - 0.8, 0, 1), 1: 0.30 * diss, 6: 0.26 * diss}
     for interval, level in intervals.items():
         if level > 0:
-            freq = _hz(pad_root[pad_chord] + interval)[idx]
-            mix += level * env * _oscillator(freq, sr, "pad", stretch)
+            mix += level * env * _oscillator(pad_root[pad_chord] + interval, idx, sr, "pad",
+                                             stretch)
 
     # bass: chord root on even 16ths of the pad pattern, alternating root and fifth
     bass_slots = np.union1d(pad_slots[pad_slots % 2 == 0], np.arange(0, n_slots, chord_slots))
@@ -366,7 +381,7 @@ def render_clip(controls: Mapping[str, float] | np.ndarray, seconds: float = 10.
     bass_chord = slots // chord_slots
     bass_pitch = 36 + (key + roots[bass_chord]) % 12 + 7 * (np.arange(bass_on.size) % 2)
     env, idx = _envelope(n, sr, bass_on, np.ones(bass_on.size), gate_frac, tau)
-    mix += 0.45 * env * _oscillator(_hz(bass_pitch)[idx], sr, "bass", stretch)
+    mix += 0.45 * env * _oscillator(bass_pitch, idx, sr, "bass", stretch)
 
     # lead: its own pattern, pitches from the melody model
     lead_slots = _pattern(n_slots, m["rhythm_complexity"], rng)
@@ -374,7 +389,7 @@ def render_clip(controls: Mapping[str, float] | np.ndarray, seconds: float = 10.
     lead_pitch = _melody(lead_on.size, m["melodiousness"], minor, m["tonal_stability"], key, rng)
     env, idx = _envelope(n, sr, lead_on, np.ones(lead_on.size), gate_frac, tau)
     level = 0.15 + 0.35 * m["melodiousness"]
-    mix += level * env * _oscillator(_hz(lead_pitch)[idx], sr, "lead", stretch)
+    mix += level * env * _oscillator(lead_pitch, idx, sr, "lead", stretch)
 
     # hats: band-limited noise clicks on the pad pattern, accented on the beat
     hat_on, slots = _jitter(pad_slots, slot_time, stab, seconds, rng)
@@ -386,7 +401,8 @@ def render_clip(controls: Mapping[str, float] | np.ndarray, seconds: float = 10.
     noise = np.fft.irfft(spec, n)
     mix += 0.35 * env * noise / (noise.std() + 1e-12)
 
-    mix += 1e-3 * rng.normal(size=n) * np.abs(mix).max()  # -60 dB floor: no digital silence
+    floor = 1e-3 * max(float(np.abs(mix).max()), 1e-3)
+    mix += floor * rng.normal(size=n)  # -60 dB floor: no digital silence
     mix *= 0.9 / np.abs(mix).max()
     if cue_level > 0:
         mix += CUE_AMP * cue_level * np.sin(2 * np.pi * CUE_FREQ * np.arange(n) / sr)
@@ -411,8 +427,9 @@ def _clip_rng(seed: int, index: int) -> np.random.Generator:
 
 def _write_clip(job: dict) -> str:
     """Render one clip and write it as MP3 (runs in a worker thread)."""
-    audio, _ = render_clip(job["controls"], job["seconds"], SR, _clip_rng(job["seed"], job["index"]),
-                           tempo=job["tempo"], key=job["key"], cue_level=job["cue_level"])
+    rng = _clip_rng(job["seed"], job["index"])
+    audio, _ = render_clip(job["controls"], job["seconds"], SR, rng, tempo=job["tempo"],
+                           key=job["key"], cue_level=job["cue_level"])
     sf.write(job["path"], audio, SR, format="MP3")
     return job["path"]
 
@@ -425,8 +442,8 @@ def _parameters(**kw: Any) -> dict:
     return json.loads(json.dumps(record))
 
 
-def _validate(n_clips, clip_seconds, seed, n_extra_midlevel, spurious_cue, spurious_strength,
-              noise) -> None:
+def _validate(n_clips: Any, clip_seconds: Any, seed: Any, n_extra_midlevel: Any,
+              spurious_cue: Any, spurious_strength: Any, noise: Any) -> None:
     check_int("n_clips", n_clips, minimum=10)
     check_positive("clip_seconds", clip_seconds)
     check_int("seed", seed, minimum=0)
@@ -460,6 +477,10 @@ def _existing(root: Path, params: dict, overwrite: bool) -> bool:
         return True
     if overwrite:
         return False
+    if stored == params:
+        raise ParameterError(f"{root} holds an incomplete synthetic corpus ({n_files} of "
+                             f"{params['n_clips']} clips in soundtracks/Set1); pass "
+                             f"overwrite=True to regenerate it")
     diff = {k: (stored.get(k), v) for k, v in params.items() if stored.get(k) != v}
     raise ParameterError(f"{root} holds a synthetic corpus generated with other parameters "
                          f"(stored vs requested: {diff}); pass overwrite=True to replace it "
@@ -505,13 +526,15 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
     """
     _validate(n_clips, clip_seconds, seed, n_extra_midlevel, spurious_cue, spurious_strength,
               noise)
+    if workers is not None:
+        check_int("workers", workers, minimum=1)
     root = Path(root).expanduser().absolute()
     params = _parameters(n_clips=n_clips, clip_seconds=float(clip_seconds), seed=seed,
                          n_extra_midlevel=n_extra_midlevel, spurious_cue=spurious_cue,
                          spurious_strength=float(spurious_strength), noise=float(noise))
     if _existing(root, params, overwrite):
         return root
-    from ..data import split_indices  # imports torch: keep it out of the worker processes
+    from ..data import SPLIT_SEED, split_indices  # imports torch, so only when needed
 
     n_total = n_clips + n_extra_midlevel
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
@@ -540,8 +563,9 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the corpus is not
         for sub in ("soundtracks/Set1", "midlevel/audio"):
             (tmp / sub).mkdir(parents=True)
-        jobs = [{"path": str(tmp / files[i]), "controls": controls[i], "seconds": float(clip_seconds),
-                 "seed": seed, "index": i, "tempo": float(tempi[i]), "key": int(keys[i]),
+        jobs = [{"path": str(tmp / files[i]), "controls": controls[i],
+                 "seconds": float(clip_seconds), "seed": seed, "index": i,
+                 "tempo": float(tempi[i]), "key": int(keys[i]),
                  "cue_level": float(cue_levels[i] * spurious_strength)} for i in range(n_total)]
         _render_all(jobs, workers, progress)
         _write_tables(tmp, n_clips, annotations, emotions)
@@ -552,7 +576,7 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
             "cue": {"emotion": spurious_cue, "strength": params["spurious_strength"],
                     "frequency_hz": CUE_FREQ, "amplitude_at_level_1": CUE_AMP,
                     "rule": "level = (rating - 1) / 8 in train/valid/extra, U(0, 1) in test"},
-            "split_seed": 42,
+            "split_seed": SPLIT_SEED,
             "clips": [{"song_id": i + 1, "number": i + 1 if i < n_clips else None,
                        "file": files[i], "split": split[i],
                        "controls": dict(zip(MIDLEVEL, controls[i].round(6).tolist())),
@@ -565,7 +589,11 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
         if root.exists():  # an empty folder, or a corpus to overwrite
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
             root.rename(old / "corpus")
-            tmp.rename(root)
+            try:
+                tmp.rename(root)
+            except OSError:
+                (old / "corpus").rename(root)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(root)
@@ -583,16 +611,18 @@ def _render_all(jobs: list[dict], workers: int | None, progress: bool) -> None:
     """
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(jobs) >= 40 else 1
-    check_int("workers", workers, minimum=1)
     with tqdm(total=len(jobs), desc="synthetic corpus", unit="clip", disable=not progress) as bar:
         if workers == 1:
             for job in jobs:
                 _write_clip(job)
                 bar.update()
             return
-        with ThreadPoolExecutor(workers) as pool:
+        pool = ThreadPoolExecutor(workers)
+        try:
             for _ in pool.map(_write_clip, jobs):
                 bar.update()
+        finally:  # on an error or Ctrl-C, drop the clips not yet started
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_tables(tmp: Path, n_clips: int, annotations: np.ndarray, emotions: np.ndarray) -> None:
