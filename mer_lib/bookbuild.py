@@ -31,8 +31,8 @@ from .errors import MerError, ParameterError
 from .profiles import PROFILES
 
 
-MATHJAX_PARTS = ("MathJax.js", "config", "extensions", "jax/input/TeX", "jax/output/CommonHTML",
-                 "jax/element", "fonts/HTML-CSS/TeX/woff", "localization/en", "LICENSE")
+MATHJAX_PARTS = ("MathJax.js", "config", "extensions", "jax/input/TeX", "jax/output/HTML-CSS",
+                 "jax/element", "fonts/HTML-CSS/STIX-Web/woff", "localization/en", "LICENSE")
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -69,9 +69,9 @@ def stage(root: Path, staged: Path) -> None:
             shutil.copy2(src, dst)
     import jupyter_server_mathjax
 
-    # Only what MathJax 2's TeX-AMS_CHTML configuration loads. It goes to an html_extra_path
-    # folder (copied verbatim to the site), not to _static, whose .js files the theme would
-    # add to every page.
+    # Only what MathJax 2's TeX-AMS-MML_HTMLorMML-full configuration loads. It goes to an
+    # html_extra_path folder (copied verbatim to the site), not to _static, whose .js files
+    # the theme would add to every page.
     mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
     target = staged / "_mathjax" / "mathjax"
     if not (target / "MathJax.js").is_file():

@@ -196,11 +196,11 @@ def synthetic_root(profile: Profile, *, home: str | Path | None = None, seed: in
                    spurious_cue: str | None = None, n_clips: int | None = None,
                    clip_seconds: float | None = None) -> Path:
     """Folder of the synthetic corpus for these settings (generated on first use)."""
-    from .datasets.synthetic import generate_corpus
+    from .datasets.synthetic import GENERATOR_VERSION, generate_corpus
 
     n = n_clips or profile.n_clips
     secs = clip_seconds or profile.clip_seconds
-    name = f"synthetic_n{n}_s{secs:g}_x{profile.n_extra_midlevel}_seed{seed}"
+    name = f"synthetic_v{GENERATOR_VERSION}_n{n}_s{secs:g}_x{profile.n_extra_midlevel}_seed{seed}"
     if spurious_cue:
         name += f"_cue-{spurious_cue}"
     root = Path(home or mer_home()) / "data" / name

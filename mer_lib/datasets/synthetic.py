@@ -24,8 +24,8 @@ articulation          note envelopes of all pitched parts: the note sounds for (
                       (legato pad at 0, dry staccato at 1)
 rhythm_complexity     onset grid of 16th notes: beats only at 0; off-beat 8ths and then 16ths
                       fill in and downbeats get skipped (syncopation) as m grows
-rhythm_stability      timing: slow tempo drift of +-25 % (1 - m) and per-onset jitter with std
-                      0.05 (1 - m) s, independent per instrument (loose ensemble at 0)
+rhythm_stability      timing: slow tempo drift of +-40 % (1 - m) and per-onset jitter with std
+                      0.1 (1 - m) s, independent per instrument (loose ensemble at 0)
 dissonance            a minor second and a tritone above each chord root (level ~ m) and
                       upper partials stretched by 6 m % (inharmonic)
 tonal_stability       chromatic chords (roots outside the key) with probability 0.7 (1 - m)
@@ -114,7 +114,7 @@ CUE_AMP = 0.05
 #: Standard deviation of the mid-level rating noise, on the 0..1 scale.
 MIDLEVEL_NOISE = 0.03
 #: Bumped whenever the synthesis changes, so stored corpora are not mistaken for new ones.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _DISCRETE = ("anger", "fear", "happy", "sad", "tender")
 
@@ -207,7 +207,7 @@ def _tempo_grid(n_beats: int, beat: float, stability: float, rng: np.random.Gene
                 ) -> np.ndarray:
     """Start time (s) of every 16th-note slot, with a slow tempo drift (rhythm stability)."""
     g = np.convolve(rng.normal(size=n_beats + 4), np.ones(5) / math.sqrt(5), mode="valid")
-    durations = beat * np.clip(1.0 + 0.25 * (1.0 - stability) * g[:n_beats], 0.6, 1.5)
+    durations = beat * np.clip(1.0 + 0.4 * (1.0 - stability) * g[:n_beats], 0.5, 1.6)
     starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
     return (starts[:, None] + durations[:, None] * np.arange(4) / 4).ravel()
 
@@ -225,11 +225,11 @@ def _pattern(n_slots: int, complexity: float, rng: np.random.Generator) -> np.nd
 
 def _jitter(slots: np.ndarray, slot_time: np.ndarray, stability: float, seconds: float,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Onset times of ``slots`` with timing jitter (std 0.05 (1 - stability) s).
+    """Onset times of ``slots`` with timing jitter (std 0.1 (1 - stability) s).
 
     Returns the sorted onsets inside the clip and the slot each of them came from.
     """
-    sd = 0.05 * (1.0 - stability)
+    sd = 0.1 * (1.0 - stability)
     t = slot_time[slots] + np.clip(rng.normal(0.0, 1.0, slots.shape), -2.5, 2.5) * sd
     t = np.clip(t, 0.0, None)
     order = np.argsort(t, kind="stable")
@@ -399,7 +399,7 @@ def render_clip(controls: Mapping[str, float] | np.ndarray, seconds: float = 10.
     f = np.fft.rfftfreq(n, 1.0 / sr)
     spec *= np.exp(-0.5 * ((f - 4500.0) / 1000.0) ** 2)
     noise = np.fft.irfft(spec, n)
-    mix += 0.35 * env * noise / (noise.std() + 1e-12)
+    mix += 0.6 * env * noise / (noise.std() + 1e-12)
 
     floor = 1e-3 * max(float(np.abs(mix).max()), 1e-3)
     mix += floor * rng.normal(size=n)  # -60 dB floor: no digital silence
