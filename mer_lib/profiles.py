@@ -67,11 +67,14 @@ PROFILES: dict[str, Profile] = {
         width=0.125, epochs=2, patience=2, batch_size=8, lr=5e-4, seeds=(6,),
         attack_iterations=5, adv_attack_iterations=2, adv_every=1, epsilons=(0.001, 0.01),
     ),
+    # quick: a 2-core CPU in minutes. Adam's learning rate is raised from the paper's 5e-4 to
+    # 3e-3 because 30 epochs at 5e-4 leave the small model far from converged (measured on the
+    # synthetic corpus: A2M2E concept r 0.16 at 5e-4 vs 0.45 at 2e-3-4e-3 after 20-30 epochs).
     "quick": Profile(
         name="quick", n_clips=360, clip_seconds=8.0, n_extra_midlevel=0, excerpt_seconds=5.0,
-        width=0.25, epochs=30, patience=10, batch_size=8, lr=5e-4, seeds=(6, 21, 42),
-        attack_iterations=100, adv_attack_iterations=10, adv_every=5,
-        epsilons=(0.001, 0.003, 0.01, 0.03, 0.1),
+        width=0.25, epochs=30, patience=10, batch_size=8, lr=3e-3, seeds=(6, 21, 42),
+        attack_iterations=30, adv_attack_iterations=5, adv_every=5,
+        epsilons=(0.001, 0.01, 0.1),
     ),
     "paper": Profile(
         name="paper", n_clips=360, clip_seconds=15.0, n_extra_midlevel=0, excerpt_seconds=10.0,

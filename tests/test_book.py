@@ -71,7 +71,11 @@ def test_glued_numbers_reach_the_prose(built_book):
 def site_url(built_book):
     """Serve the built site on a loopback port for the browser."""
     html = built_book / "site" / "_build" / "html"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -107,7 +111,7 @@ def test_data_chapter_loads_in_chromium_with_figures_and_math(site_url):
             "main img", "imgs => imgs.map(i => i.naturalWidth)")
         assert len([w for w in widths if w > 100]) >= 3, widths
         assert page.locator("audio").count() >= 1
-        page.wait_for_selector(".MathJax_CHTML, mjx-container", timeout=30000)
+        page.wait_for_selector("span.MathJax", timeout=30000)     # MathJax 2 typeset the formulas
         local_failures = [u for u in failed if u.startswith(site_url)]
         assert not local_failures, local_failures
         page.goto(f"{site_url}/index.html", wait_until="load")
