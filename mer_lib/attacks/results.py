@@ -16,8 +16,6 @@ Example (``trained`` from :mod:`mer_lib.training`, ``data`` a :class:`~mer_lib.d
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +23,8 @@ import torch
 
 from ..data import MerTensors
 from ..errors import CheckpointError, ParameterError
+from ..paths import atomic_path
+from ..runtime import resolve_device
 from .config import AttackConfig
 from .engine import attack
 
@@ -38,16 +38,8 @@ def attack_paths(trained_key: str, config: AttackConfig, split: str,
 
 
 def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        write(fh)
 
 
 #: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
@@ -89,8 +81,7 @@ def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = 
 
     x, y, _ = data.subset(split)
     ids = [data.ids[i] for i in data.split[split]]
-    device = torch.device(device if device is not None
-                          else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model = trained.model
     params = list(model.parameters())
     home = params[0].device if params else torch.device("cpu")
