@@ -26,7 +26,7 @@ except for a few elements: the attack steps along ``sign(grad)``, and the convol
 kernels chosen for a batch of 36 and for a batch of 1 round differently (~1e-7 relative),
 which flips the sign of gradient components that are almost zero; the float32 maximum
 difference and the fraction of differing elements are reported as well. Defaults: CPU at the ``quick``
-size (width 0.25, 157 frames, 36 examples); on CUDA the paper size (width 1.0, 313
+size (its width and excerpt length, as many examples as its test split); on CUDA the paper size (width 1.0, 313
 frames). Targets: >= 1.5x on CPU, >= 30x on GPU. Writes ``benchmarks/results/attack.json``.
 """
 from __future__ import annotations
@@ -42,10 +42,13 @@ import torch
 from mer_lib.attacks import AttackConfig, attack
 from mer_lib.attacks.ladder import CorrelationLadder, pearson_rows
 from mer_lib.models import build_model
+from mer_lib.profiles import get_profile
 from mer_lib.training import default_adv_attack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "attack.json"
-DEFAULTS = {"cpu": dict(width=0.25, frames=157, examples=36),
+_QUICK = get_profile("quick")
+DEFAULTS = {"cpu": dict(width=_QUICK.width, frames=_QUICK.excerpt_frames,
+                        examples=_QUICK.n_clips - int(0.9 * _QUICK.n_clips)),   # the quick test split
             "cuda": dict(width=1.0, frames=313, examples=128)}
 TARGETS = {"cpu": 1.5, "cuda": 30.0}
 

@@ -23,7 +23,7 @@ runs measure the neighbours), the median run is reported too. Results go to
 Examples::
 
     python benchmarks/bench_training.py                    # quick size on CPU (or GPU size with CUDA)
-    python benchmarks/bench_training.py --width 0.25 --frames 157 --examples 96 --epochs 3 --threads 1
+    python benchmarks/bench_training.py --examples 96 --epochs 3 --threads 1
     python benchmarks/bench_training.py --device cuda --width 1.0 --frames 313
 """
 from __future__ import annotations
@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from mer_lib.data import MerTensors
 from mer_lib.metrics import pearson_per_column
 from mer_lib.models import build_model
+from mer_lib.profiles import get_profile
 from mer_lib.runtime import resolve_device, seed_everything
 from mer_lib.training import TrainConfig, train
 
@@ -145,8 +146,8 @@ def mer_lib_loop(data: MerTensors, width: float, epochs: int, seed: int, device:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--width", type=float, default=None, help="default 0.25 (CPU) / 1.0 (CUDA)")
-    parser.add_argument("--frames", type=int, default=None, help="default 157 (CPU) / 313 (CUDA)")
+    parser.add_argument("--width", type=float, default=None, help="default: quick profile's (CPU) / 1.0 (CUDA)")
+    parser.add_argument("--frames", type=int, default=None, help="default: quick profile's (CPU) / 313 (CUDA)")
     parser.add_argument("--examples", type=int, default=None, help="training examples (default 96 / 288)")
     parser.add_argument("--valid", type=int, default=16, help="validation examples")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per timed loop (default 2 / 3)")
@@ -158,8 +159,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
-    width = args.width or (1.0 if gpu else 0.25)
-    frames = args.frames or (313 if gpu else 157)
+    quick = get_profile("quick")
+    width = args.width or (1.0 if gpu else quick.width)
+    frames = args.frames or (313 if gpu else quick.excerpt_frames)
     n_train = args.examples or (288 if gpu else 96)
     epochs = args.epochs or (3 if gpu else 2)
     if args.threads:

@@ -95,7 +95,7 @@ def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print)
     t0 = time.time()
     tmp = target.with_suffix(".running.ipynb")
     papermill.execute_notebook(str(source), str(tmp), parameters=parameters,
-                               cwd=str(source.parent), progress_bar=False, kernel_name="python3")
+                               cwd=str(source.parent), progress_bar=sys.stderr.isatty(), kernel_name="python3")
     os.replace(tmp, target)
     return time.time() - t0
 
