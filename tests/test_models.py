@@ -14,12 +14,7 @@ from mer_lib.models import (VARIANTS, MerNet, Variant, build_model, get_variant,
 CORE = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_core_variants_are_registered():

@@ -28,13 +28,7 @@ from mer_lib.training import (LossContext, TrainConfig, get_trained, load_traine
 TINY = dict(width=0.0625, epochs=2, patience=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: one thread avoids OpenMP oversubscription stalls
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
