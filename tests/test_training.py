@@ -148,16 +148,20 @@ def test_training_learns_and_is_deterministic(data, tmp_path):
     assert other.key != a.key and not _same_weights(a.model, other.model)
 
 
+def _interrupt_after(k: int):
+    """An on_epoch_end hook that interrupts training (like a kill) after epoch ``k``."""
+    def hook(epoch, row):
+        if epoch == k:
+            raise KeyboardInterrupt
+    return hook
+
+
 def test_resume_after_kill_equals_uninterrupted(data, tmp_path):
     cfg = _cfg("a2b2e", epochs=4)
     full = train(cfg, data, tmp_path / "full", progress=False)
 
-    def kill_after_2(epoch, row):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, data, tmp_path / "cut", progress=False, on_epoch_end=kill_after_2)
+        train(cfg, data, tmp_path / "cut", progress=False, on_epoch_end=_interrupt_after(2))
     folder = tmp_path / "cut" / "models" / "a2b2e" / full.key
     assert (folder / "state.pt").is_file() and not (folder / "model.pt").exists()
     resumed_epochs = []
@@ -337,12 +341,8 @@ def test_adversarial_training_resumes_exactly(data, tmp_path):
     cfg = _cfg("aa2e", epochs=2, adv_every=1, adv_attack=adv)
     full = train(cfg, data, tmp_path / "full", progress=False)
 
-    def kill_after_1(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, data, tmp_path / "cut", progress=False, on_epoch_end=kill_after_1)
+        train(cfg, data, tmp_path / "cut", progress=False, on_epoch_end=_interrupt_after(1))
     tm = train(cfg, data, tmp_path / "cut", progress=False)
     assert _same_weights(tm.model, full.model) and tm.history.adversarial.all()
 
