@@ -257,12 +257,8 @@ def test_corrupt_state_is_ignored_with_warning(data, tmp_path):
 def test_writes_are_atomic(data, tmp_path, monkeypatch):
     cfg = _cfg(epochs=2)
 
-    def kill_after_1(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, data, tmp_path, progress=False, on_epoch_end=kill_after_1)
+        train(cfg, data, tmp_path, progress=False, on_epoch_end=_interrupt_after(1))
     folder = next((tmp_path / "models" / "a2e").iterdir())
     before = (folder / "state.pt").read_bytes()
     real_save = torch.save
