@@ -61,6 +61,9 @@ from .config import AttackConfig
 from .ladder import RUNGS, CorrelationLadder, pearson_rows
 from .snr import spectrogram_snr_db
 
+#: Bumped whenever the engine's results change for the same inputs and configuration; part of
+#: every cached attack result's key.
+ENGINE_VERSION = 1
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
