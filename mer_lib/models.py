@@ -35,8 +35,9 @@ Example:
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -269,3 +270,39 @@ class MerNet(nn.Module):
 def build_model(variant: str | Variant, width: float = 1.0) -> MerNet:
     """A freshly initialised :class:`MerNet` of a variant (seed torch first for repeatability)."""
     return MerNet(variant, width)
+
+
+#: Modules whose behaviour differs between train and eval mode and that extra passes freeze:
+#: every BatchNorm / InstanceNorm (``_NormBase``: running statistics) and every dropout.
+FROZEN_MODULE_TYPES = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+
+
+@contextmanager
+def frozen_normalisation(model: nn.Module) -> Iterator[nn.Module]:
+    """Run extra passes (neighbours, attacks) with frozen normalisation and no dropout.
+
+    Inside the block every normalisation layer (BatchNorm, InstanceNorm) is in eval mode, so
+    it normalises with its running statistics and does *not* update them, and every dropout
+    layer is off; all other modules (and ``model.training`` itself) keep their mode, and
+    gradients flow as usual, so a regulariser computed inside can be backpropagated. On exit
+    (also on an exception) every module gets back the exact mode it had before.
+
+    Example:
+        >>> model = build_model("a2e", width=0.0625).train()
+        >>> before = model.features[1].running_mean.clone()
+        >>> with frozen_normalisation(model):
+        ...     _ = model(torch.randn(2, 1, 16, 16))
+        ...     model.training, model.features[1].training
+        (True, False)
+        >>> model.features[1].training, bool(torch.equal(before, model.features[1].running_mean))
+        (True, True)
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        for module in model.modules():
+            if isinstance(module, FROZEN_MODULE_TYPES):
+                module.training = False
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
