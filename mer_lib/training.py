@@ -710,6 +710,10 @@ def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Pr
                 on_epoch_end: Callable[[int, dict], None] | None = None, **overrides) -> TrainedModel:
     """The one cached entry point: load the stored model, or train (resuming) if missing.
 
+    Training holds the lock ``<model folder>/train.lock`` (:func:`mer_lib.locks.work_lock`), so
+    any number of processes may ask for the same model at once: one trains, the others wait
+    and load it; a worker killed mid-training leaves ``state.pt`` for the next to resume.
+
     Sizes come from ``profile`` (a :class:`Profile` or its name) with ``overrides`` for any
     :class:`TrainConfig` field (``epochs=3``, ``width=0.5``, ...).
 
@@ -718,12 +722,18 @@ def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Pr
         >>> tm.trained_now, tm.path.parent.name                          # doctest: +SKIP
         (False, 'a2m2e')
     """
+    from .locks import work_lock
+
     config = TrainConfig.from_profile(profile, variant, seed, **overrides)
     identity = run_identity(config, data)
     folder = Path(run_dir) / "models" / config.variant / run_key(identity)
     if (folder / "model.pt").is_file():
         return load_trained(folder, device=device, expected=identity)
-    return train(config, data, run_dir, device=device, progress=progress, on_epoch_end=on_epoch_end)
+    # check, lock, check again: concurrent workers sharing run_dir train each model once
+    with work_lock(folder / "train.lock", what=f"model {config.variant} seed {config.seed} ({folder.name})"):
+        if (folder / "model.pt").is_file():
+            return load_trained(folder, device=device, expected=identity)
+        return train(config, data, run_dir, device=device, progress=progress, on_epoch_end=on_epoch_end)
 
 
 __all__ = ["TrainConfig", "TrainedModel", "LossContext", "LOSSES", "register_loss", "get_loss",
