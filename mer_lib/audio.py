@@ -3,6 +3,14 @@
 The reference's preprocessing: mono, 22 050 Hz, leading and trailing exactly-zero samples
 dropped, peak-normalised to ``max |x| = 1``.
 
+**Degenerate clips.** :func:`load_waveform` (a file as model input) rejects, naming the file,
+a clip whose decoded duration is below :data:`MIN_SECONDS` (1 s, i.e. 32 spectrogram
+frames: anything shorter would be tiled many times into a training excerpt) and a clip
+whose sound, between its first and last non-zero sample, is shorter than one 2048-sample
+frame. Clips much shorter than the rest of their corpus (e.g. a truncated MP3) are reported
+by :func:`mer_lib.data.load_dataset`. A file that cannot be read (missing, no permission,
+corrupt) raises DataLayoutError naming it.
+
 Example:
     >>> import numpy as np
     >>> t = np.arange(44100) / 44100
@@ -19,10 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_lib.errors import DataLayoutError, ParameterError
-from mer_lib.frontend import SAMPLE_RATE
+from mer_lib.errors import DataLayoutError, ParameterError, check_positive
+from mer_lib.frontend import FRAME_SIZE, SAMPLE_RATE
 
-__all__ = ["load_audio", "prepare_waveform", "load_waveform"]
+__all__ = ["MIN_SECONDS", "load_audio", "prepare_waveform", "load_waveform"]
+
+#: Shortest decoded duration (seconds) of a clip that :func:`load_waveform` accepts.
+MIN_SECONDS = 1.0
 
 
 def _soundfile_formats() -> set[str]:
@@ -80,12 +91,17 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         mer_lib.errors.DataLayoutError: audio file no/such/file.mp3 does not exist
     """
     path = Path(path)
-    if not path.exists():
-        raise DataLayoutError(f"audio file {path} does not exist")
-    if not path.is_file():
-        raise DataLayoutError(f"audio file {path} is not a file (expected an MP3/WAV/FLAC file)")
-    if path.stat().st_size == 0:
-        raise DataLayoutError(f"audio file {path} is empty (0 bytes)")
+    try:
+        if not path.exists():
+            raise DataLayoutError(f"audio file {path} does not exist")
+        if not path.is_file():
+            raise DataLayoutError(f"audio file {path} is not a file (expected an MP3/WAV/FLAC file)")
+        if path.stat().st_size == 0:
+            raise DataLayoutError(f"audio file {path} is empty (0 bytes)")
+        with open(path, "rb") as fh:  # a clear message for permission errors (libsndfile's is not)
+            fh.read(1)
+    except OSError as err:
+        raise DataLayoutError(f"cannot read audio file {path}: {err.strerror or err}") from None
     data, sr = _read(path)
     if sr <= 0:
         raise DataLayoutError(f"audio file {path} reports an invalid sample rate {sr}")
@@ -144,9 +160,13 @@ def prepare_waveform(signal: np.ndarray | torch.Tensor, sr: int,
     return x / x.abs().max()
 
 
-def load_waveform(path: str | os.PathLike,
-                  device: torch.device | str | None = None) -> torch.Tensor:
+def load_waveform(path: str | os.PathLike, device: torch.device | str | None = None,
+                  min_seconds: float = MIN_SECONDS) -> torch.Tensor:
     """``prepare_waveform(*load_audio(path), device)``: a file as front-end input.
+
+    Raises DataLayoutError naming the file if it cannot be read, if its decoded duration
+    is below ``min_seconds`` (default :data:`MIN_SECONDS`), or if less than one 2048-sample
+    frame lies between its first and last non-zero sample.
 
     Example:
         >>> load_waveform("missing.wav")
@@ -154,8 +174,18 @@ def load_waveform(path: str | os.PathLike,
         ...
         mer_lib.errors.DataLayoutError: audio file missing.wav does not exist
     """
+    check_positive("min_seconds", min_seconds, allow_zero=True)
     signal, sr = load_audio(path)
+    if signal.size < min_seconds * sr:
+        raise DataLayoutError(
+            f"audio file {path} is too short: {signal.size} samples at {sr} Hz "
+            f"({signal.size / sr:.3g} s); clips must last at least {min_seconds:g} s")
     try:
-        return prepare_waveform(signal, sr, device=device)
+        wave = prepare_waveform(signal, sr, device=device)
     except DataLayoutError as err:
         raise DataLayoutError(f"audio file {path}: {err}") from None
+    if wave.numel() < FRAME_SIZE:
+        raise DataLayoutError(
+            f"audio file {path} holds only {wave.numel()} samples (at {SAMPLE_RATE} Hz) between "
+            f"its first and last non-zero sample, less than one {FRAME_SIZE}-sample frame")
+    return wave

@@ -1,6 +1,8 @@
 """Audio reading, resampling, trimming, normalisation and error messages."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -78,10 +80,37 @@ def test_empty_or_silent_signal(signal):
 
 def test_load_waveform(tmp_path):
     path = tmp_path / "tone.wav"
-    sf.write(path, np.concatenate([np.zeros(50, np.float32), _tone(500.0, 44100, 0.5, 0.3)]), 44100)
+    sf.write(path, np.concatenate([np.zeros(50, np.float32), _tone(500.0, 44100, 1.5, 0.3)]), 44100)
     w = load_waveform(path)
-    assert w.numel() == pytest.approx(11025, abs=30)
+    assert w.numel() == pytest.approx(33075, abs=30)
     assert float(w.abs().max()) == pytest.approx(1.0) and float(w[0]) != 0.0
+
+
+@pytest.mark.parametrize("n", [1, 100, 2047, 22049])
+@pytest.mark.parametrize("fmt", ["WAV", "MP3"])
+def test_clips_shorter_than_one_second_are_rejected(tmp_path, n, fmt):
+    path = tmp_path / f"short.{fmt.lower()}"
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, n).astype(np.float32), 22050,
+             format=fmt)
+    with pytest.raises(DataLayoutError) as info:
+        load_waveform(path)
+    assert str(info.value) == (f"audio file {path} is too short: {n} samples at 22050 Hz "
+                               f"({n / 22050:.3g} s); clips must last at least 1 s")
+    if n >= 2048:                                             # the limit is the only reason
+        assert load_waveform(path, min_seconds=0).numel() == pytest.approx(n, abs=2)
+
+
+def test_one_second_is_enough_but_a_click_in_silence_is_not(tmp_path):
+    path = tmp_path / "ok.wav"
+    sf.write(path, 0.5 + _tone(440.0, 22050, 1.0, 0.25), 22050)   # 22050 non-zero samples
+    assert load_waveform(path).numel() == 22050
+    click = np.zeros(22050, np.float32)
+    click[1000:1100] = 0.5
+    sf.write(path, click, 22050)
+    with pytest.raises(DataLayoutError, match=re.escape(
+            f"audio file {path} holds only 100 samples (at 22050 Hz) between its first and last "
+            f"non-zero sample, less than one 2048-sample frame")):
+        load_waveform(path)
 
 
 def _missing(tmp_path):

@@ -285,7 +285,7 @@ def test_soundtracks_duplicate_column_names(st_dir):
 
 # ----------------------------------------------------------------------------- mid-level
 
-def test_midlevel_happy_path_maps_by_position(ml_dir):
+def test_midlevel_happy_path_maps_by_name(ml_dir):
     df = load_midlevel(ml_dir, check_audio=True)
     ids = sorted([song_id(n) for n in NUMBERS] + list(EXTRA_IDS))
     assert df.index.name == "song_id" and df.index.tolist() == ids
@@ -364,7 +364,7 @@ def test_midlevel_annotations_column_count(ml_dir, drop):
     count = 7 if drop else 9
     with raises(f"{ann} has {count} columns") as exc:
         load_midlevel(ml_dir)
-    assert "expected exactly 8" in str(exc.value) and "mapped by position" in str(exc.value)
+    assert "expected exactly 8" in str(exc.value) and "song id and the 7 features" in str(exc.value)
 
 
 @pytest.mark.parametrize("value, shown", [("high", "'high'"), ("nan", "'nan'"),
@@ -378,15 +378,89 @@ def test_midlevel_bad_rating(ml_dir, value, shown):
 
 def test_midlevel_rating_out_of_range(ml_dir):
     set_cell(ml_dir / "annotations.csv", 2, 1, "10.5")
-    with raises(f"outside [0, 10]: [data row 2 (song_id={song_id(1)}): melodiousness=10.5]"):
+    with raises(f"outside [1, 10]: [data row 2 (song_id={song_id(1)}): melodiousness=10.5]"):
         load_midlevel(ml_dir)
 
 
-def test_midlevel_accepts_zero_and_ten(ml_dir):
-    set_cell(ml_dir / "annotations.csv", 1, 1, "0")
+def test_midlevel_accepts_one_and_ten_rejects_below_one(ml_dir):
+    set_cell(ml_dir / "annotations.csv", 1, 1, "1")
     set_cell(ml_dir / "annotations.csv", 2, 1, "10")
     df = load_midlevel(ml_dir)
-    assert df["melodiousness"].min() == 0 and df["melodiousness"].max() == 1
+    assert df["melodiousness"].min() == pytest.approx(0.1) and df["melodiousness"].max() == 1
+    set_cell(ml_dir / "annotations.csv", 1, 1 + MIDLEVEL.index("minorness"), "0.5")
+    with raises(f"outside [1, 10]: [data row 1 (song_id={song_id(3)}): minorness=0.5]") as exc:
+        load_midlevel(ml_dir)
+    assert "0-1 scale" not in str(exc.value)  # one bad value, not a rescaled file
+
+
+def _write_annotations(ml_dir: Path, header: list[str] | None, order: list[int | str],
+                       scale: float = 1.0) -> Path:
+    """annotations.csv with the columns in ``order`` ("id" or a feature index); the values
+    are always the right ones for the column (``feature(s, k) * scale``)."""
+    ids = sorted([song_id(n) for n in NUMBERS] + list(EXTRA_IDS))
+    lines = [] if header is None else [",".join(header)]
+    for s in ids:
+        lines.append(",".join(str(s) if c == "id" else f"{feature(s, c) * scale:g}"
+                              for c in order))
+    path = ml_dir / "annotations.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _check_features(df) -> None:
+    for s in df.index:
+        np.testing.assert_allclose(df.loc[s, list(MIDLEVEL)].to_numpy(float),
+                                   [feature(s, k) / 10 for k in range(7)], atol=1e-12)
+
+
+def test_midlevel_shuffled_header_maps_by_name(ml_dir):
+    # features in another order, the id column in the middle, real-copy spellings
+    order = [6, 2, "id", 0, 5, 1, 4, 3]
+    spelled = {0: "Melodiousness", 1: "articulation", 2: "Rhythm Complexity",
+               3: "rhythm-stability", 4: "DISSONANCE", 5: "tonal_stability", 6: "Minorness (mode)"}
+    _write_annotations(ml_dir, [("song id" if c == "id" else spelled[c]) for c in order], order)
+    df = load_midlevel(ml_dir)
+    _check_features(df)
+    # known answer for one cell: song 97 (Soundtracks number 3), rhythm_complexity = k 2
+    assert df.loc[song_id(3), "rhythm_complexity"] == pytest.approx(feature(97, 2) / 10)
+
+
+@pytest.mark.parametrize("header", [None, ["song_id", *map(str, range(1, 8))],
+                                    ["id", *map(str, range(7))]])
+def test_midlevel_headerless_or_numbered_maps_by_position(ml_dir, header):
+    _write_annotations(ml_dir, header, ["id", *range(7)])
+    df = load_midlevel(ml_dir)
+    _check_features(df)
+    assert len(df) == len(NUMBERS) + len(EXTRA_IDS)  # a header-less first row is data
+
+
+@pytest.mark.parametrize("header, missing", [
+    (["song_id", "mel", "art", "rc", "rs", "dis", "ton", "min"], "does not name ['melodiousness'"),
+    (["song_id", "melodiousness", "articulation", "rhythm complexity", "rhythm stability",
+      "dissonance", "tonal stability", "major"], "does not name ['minorness']"),
+])
+def test_midlevel_unmappable_header_is_an_error(ml_dir, header, missing):
+    ann = _write_annotations(ml_dir, header, ["id", *range(7)])
+    with raises(f"{ann}: cannot tell which column holds which feature") as exc:
+        load_midlevel(ml_dir)
+    assert missing in str(exc.value)
+
+
+def test_midlevel_feature_named_twice_is_an_error(ml_dir):
+    header = ["song_id", "melodiousness", "articulation", "rhythm_complexity",
+              "Rhythm Complexity", "dissonance", "tonal stability", "minorness"]
+    ann = _write_annotations(ml_dir, header, ["id", *range(7)])
+    with raises(f"{ann} names a feature more than once: ['Rhythm Complexity', 'rhythm_complexity']"):
+        load_midlevel(ml_dir)
+
+
+def test_midlevel_zero_to_one_scale_file_is_rejected(ml_dir):
+    ann = _write_annotations(ml_dir, list(ANN_HEADER.split(",")), ["id", *range(7)], scale=0.1)
+    with raises(f"{ann}: ") as exc:
+        load_midlevel(ml_dir)
+    text = str(exc.value)
+    assert "outside [1, 10]" in text and "melodiousness=" in text
+    assert "looks already divided by 10 (0-1 scale)" in text
 
 
 @pytest.mark.parametrize("name, sep", [("annotations.csv", ","), ("metadata.csv", ";")])
@@ -522,11 +596,34 @@ def test_fingerprint_stable_and_sensitive(st_dir, ml_dir):
     clip = st_dir / "Set1" / "003.mp3"
     st = clip.stat()
     os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    fp_touched = load_corpus(st_dir.parent).fingerprint()
-    assert fp_touched != fp_ml
+    assert load_corpus(st_dir.parent).fingerprint() == fp_ml  # touching changes nothing
     clip.write_bytes(clip.read_bytes() + b"\0")
-    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert load_corpus(st_dir.parent).fingerprint() not in (fp_ml, fp_touched)
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))      # same mtime, new content
+    assert load_corpus(st_dir.parent).fingerprint() != fp_ml
+
+
+def test_fingerprint_survives_a_copy_with_new_mtimes(st_dir, ml_dir, tmp_path):
+    corpus = load_corpus(st_dir.parent)
+    copy = tmp_path / "elsewhere" / "data"
+    shutil.copytree(st_dir.parent, copy)          # new absolute paths, new mtimes
+    for p in copy.rglob("*"):
+        os.utime(p, ns=(10**18, 10**18))
+    moved = load_corpus(copy)
+    assert moved.audio_paths[0] != corpus.audio_paths[0]
+    assert moved.fingerprint() == corpus.fingerprint()
+    assert moved.audio_digests() == corpus.audio_digests()
+
+
+def test_audio_digests_are_hashed_once(st_dir, ml_dir, monkeypatch):
+    import mer_lib.datasets.corpus as C
+    corpus = load_corpus(st_dir.parent)
+    calls = []
+    real = C.file_digest
+    monkeypatch.setattr(C, "file_digest", lambda p: calls.append(p) or real(p))
+    corpus.fingerprint()
+    corpus.audio_digests()
+    corpus.fingerprint()
+    assert len(calls) == len(NUMBERS)
 
 
 def test_fingerprint_covers_extra(st_dir, ml_dir):

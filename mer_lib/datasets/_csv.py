@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import csv
 import re
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataLayoutError
+from ..errors import DataLayoutError, MerError
 
 #: Human names of the separators we know how to recognise.
 SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -44,12 +45,61 @@ def few(values: Iterable, n: int = SHOW) -> str:
     return f"[{text}]"
 
 
-def _read_text(path: Path) -> str:
-    """The file's text (UTF-8 with or without BOM, else Latin-1)."""
+@contextmanager
+def readable(what: str = "file") -> Iterator[None]:
+    """Turn an OSError inside the block (permission denied, I/O error, ...) into a
+    DataLayoutError naming the file; errors of mer_lib pass unchanged.
+
+    Example:
+        >>> with readable("ratings file"):
+        ...     open("/no/such/ratings.csv")
+        Traceback (most recent call last):
+        ...
+        mer_lib.errors.DataLayoutError: cannot read ratings file /no/such/ratings.csv: No such file or directory
+    """
     try:
-        return path.read_text(encoding="utf-8-sig")
+        yield
+    except MerError:
+        raise
+    except OSError as err:
+        name = err.filename if err.filename is not None else "(unknown file)"
+        raise DataLayoutError(f"cannot read {what} {name}: {err.strerror or err}") from None
+
+
+def _read_text(path: Path, what: str = "file") -> str:
+    """The file's text (UTF-8 with or without BOM, else Latin-1); DataLayoutError if unreadable."""
+    with readable(what):
+        raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return path.read_text(encoding="latin-1")
+        return raw.decode("latin-1")
+
+
+def first_row_is_numeric(path: str | Path, sep: str = ",") -> bool:
+    """True if every cell of the first non-blank line of ``path`` is a number (no header row).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+        >>> _ = p.write_text("1,5.5,2\\n")
+        >>> first_row_is_numeric(p), (p.write_text("id,a,b\\n1,2,3\\n") and first_row_is_numeric(p))
+        (True, False)
+    """
+    path = Path(path)
+    for line in _read_text(path).splitlines():
+        if line.strip():
+            cells = [c.strip() for c in next(csv.reader([line], delimiter=sep))]
+            cells = [c for c in cells if c] or [""]
+            return all(_is_number(c) for c in cells)
+    return False
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return np.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def require_dir(path: Path, what: str, layout: str = "") -> Path:
@@ -85,7 +135,7 @@ def _layout(layout: str) -> str:
 
 def read_table(path: str | Path, sep: str = ",", *, expected_columns: int | None = None,
                min_columns: int | None = None, what: str = "table",
-               layout: str = "") -> pd.DataFrame:
+               layout: str = "", header: bool = True) -> pd.DataFrame:
     """Read a delimited text table with every cell as a stripped string.
 
     Args:
@@ -95,12 +145,14 @@ def read_table(path: str | Path, sep: str = ",", *, expected_columns: int | None
         min_columns: minimum number of columns required, if given.
         what: what the file is, for error messages (e.g. ``"mid-level metadata"``).
         layout: the expected dataset layout, appended to structural errors.
+        header: whether the first row is a header; without one, the columns are named by
+            their 1-based position (``"1"``, ``"2"``, ...).
 
     Cells and column names are stripped of surrounding whitespace; blank lines and a
     trailing delimiter at the end of lines are ignored; short rows are padded with empty
     cells. Raises DataLayoutError naming ``path`` if the file is missing or empty, uses
     another separator, has a row with more cells than the header, duplicated column
-    names, or the wrong number of columns.
+    names, the wrong number of columns, or cannot be read (e.g. permission denied).
 
     Example:
         >>> import pathlib, tempfile
@@ -113,21 +165,21 @@ def read_table(path: str | Path, sep: str = ",", *, expected_columns: int | None
     """
     path = require_file(Path(path), f"{what} file", layout)
     sep_name = SEPARATORS.get(sep, repr(sep))
-    text = _read_text(path)
+    text = _read_text(path, f"{what} file")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise DataLayoutError(f"{what} file {path} is empty; expected a {sep_name}-separated "
                               f"table with a header row.{_layout(layout)}")
     wanted = expected_columns or min_columns or 0
-    header = lines[0]
-    if wanted > 1 and sep not in header:
-        others = [name for s, name in SEPARATORS.items() if s != sep and s in header]
+    first = lines[0]
+    if wanted > 1 and sep not in first:
+        others = [name for s, name in SEPARATORS.items() if s != sep and s in first]
         hint = f"looks {others[0]}-separated" if others else "has a single column"
         raise DataLayoutError(
             f"{what} file {path} {hint}, expected {sep_name}-separated with "
             f"{'at least ' if not expected_columns else ''}{wanted} columns "
-            f"(header line: {header[:80]!r}).{_layout(layout)}")
-    header, rows = _parse(text, sep, path, what)
+            f"(first line: {first[:80]!r}).{_layout(layout)}")
+    header, rows = _parse(text, sep, path, what, has_header=header)
     if expected_columns is not None and len(header) != expected_columns:
         raise DataLayoutError(
             f"{what} file {path} has {len(header)} columns {header}, expected exactly "
@@ -142,8 +194,11 @@ def read_table(path: str | Path, sep: str = ",", *, expected_columns: int | None
     return pd.DataFrame(rows, columns=header, dtype=str)
 
 
-def _parse(text: str, sep: str, path: Path, what: str) -> tuple[list[str], list[list[str]]]:
+def _parse(text: str, sep: str, path: Path, what: str,
+           has_header: bool = True) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a delimited text, cells stripped, blank lines skipped.
+
+    Without a header row the header is the 1-based column numbers of the widest row.
 
     Trailing empty cells (a delimiter at the end of each line) are dropped; short rows are
     padded with empty cells (which the value checks then report); a row with more
@@ -162,6 +217,10 @@ def _parse(text: str, sep: str, path: Path, what: str) -> tuple[list[str], list[
                               f"{reader.line_num}: {err}") from None
     if not table:
         raise DataLayoutError(f"{what} file {path} holds only empty cells")
+    if not has_header:
+        width = max(len(cells) - next((k for k, c in enumerate(reversed(cells)) if c), 0)
+                    for _, cells in table)
+        table.insert(0, (0, [str(k + 1) for k in range(width)]))
     header = table[0][1]
     while header and not header[-1]:
         header.pop()
@@ -183,16 +242,22 @@ def _parse(text: str, sep: str, path: Path, what: str) -> tuple[list[str], list[
 
 
 def _norm(name: str) -> str:
-    """Normalise a column name for matching: lower case, spaces/underscores collapsed."""
-    return re.sub(r"[\s_]+", " ", str(name).strip().lower())
+    """Normalise a column name for matching: lower case, parenthesised remarks dropped, runs
+    of spaces, underscores and hyphens collapsed to one space.
+
+    >>> _norm(" Rhythm_Complexity "), _norm("Minorness (mode)"), _norm("tonal-stability")
+    ('rhythm complexity', 'minorness', 'tonal stability')
+    """
+    text = re.sub(r"\([^)]*\)", " ", str(name).lower())
+    return re.sub(r"[\s_\-]+", " ", text).strip()
 
 
 def match_columns(df: pd.DataFrame, required: Mapping[str, str], path: str | Path,
                   what: str = "table", layout: str = "") -> pd.DataFrame:
     """Rename the columns of ``df`` named like ``required``'s keys to its values.
 
-    Matching ignores case, surrounding whitespace and the difference between spaces and
-    underscores (``"song_id"`` matches ``"song id"``). Columns not asked for are kept
+    Matching ignores case, surrounding whitespace, parenthesised remarks and the difference
+    between spaces, underscores and hyphens (``"song_id"`` matches ``"song id"``). Columns not asked for are kept
     unchanged. Raises DataLayoutError listing every required column that is missing.
 
     Example:
@@ -269,20 +334,29 @@ def check_range(df: pd.DataFrame, cols: Iterable[str], lo: float, hi: float,
                 path: str | Path, *, id_col: str | None = None) -> None:
     """Raise DataLayoutError naming the (first few) values of ``cols`` outside [lo, hi].
 
+    If the scale starts at 1 or more but every value lies in [0, 1], the message adds that
+    the file looks already divided by 10 (the loaders divide by 10 themselves).
+
     Example:
         >>> check_range(pd.DataFrame({"x": [1.0, 12.0]}), ["x"], 1, 9, "t.csv")
         Traceback (most recent call last):
         ...
         mer_lib.errors.DataLayoutError: t.csv: 1 value(s) outside [1, 9]: [data row 2: x=12]
     """
+    cols = list(cols)
     bad = []
     for col in cols:
         values = df[col].to_numpy(dtype=float)
         for i in np.flatnonzero((values < lo) | (values > hi)):
             bad.append(f"{_where(df, int(i), id_col)}: {col}={values[i]:g}")
     if bad:
+        hint = ""
+        everything = df[cols].to_numpy(dtype=float)
+        if lo >= 1 and everything.size and everything.min() >= 0 and everything.max() <= 1:
+            hint = (f"; every value lies in [0, 1], so the file looks already divided by 10 "
+                    f"(0-1 scale): give the raw ratings on the {lo:g}-{hi:g} scale")
         raise DataLayoutError(f"{path}: {len(bad)} value(s) outside [{lo:g}, {hi:g}]: "
-                              f"{few(bad)}")
+                              f"{few(bad)}{hint}")
 
 
 def check_unique(df: pd.DataFrame, col: str, path: str | Path) -> None:

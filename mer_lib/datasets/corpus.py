@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,32 @@ MIDLEVEL_SUBDIR = "midlevel"
 LAYOUT = f"""\
   <root>/{SOUNDTRACKS_SUBDIR}/   Soundtracks Set 1 (Set1/, mean_ratings_set1.csv)
   <root>/{MIDLEVEL_SUBDIR}/      optional: metadata.csv, annotations.csv, audio/"""
+
+
+def file_digest(path: str | Path) -> str:
+    """Short sha256 (20 hex digits) of a file's bytes: an audio file's identity.
+
+    The corpus fingerprint and the spectrogram cache both name a clip by this digest, so a
+    copied or moved data folder keeps its keys and a rewritten file gets a new one.
+    Raises DataLayoutError naming the file if it is missing or cannot be read.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "a.bin"
+        >>> _ = p.write_bytes(b"abc")
+        >>> file_digest(p)
+        'ba7816bf8f01cfea4141'
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise DataLayoutError(f"audio file {path} does not exist") from None
+    except OSError as err:
+        raise DataLayoutError(f"cannot read audio file {path}: {err.strerror or err}") from None
+    return h.hexdigest()[:20]
 
 
 def _labels(values, n: int, width: int, what: str) -> np.ndarray | None:
@@ -65,8 +91,10 @@ class Corpus:
         root: the folder the corpus was loaded from.
 
     Example:
-        >>> import numpy as np
-        >>> c = Corpus("demo", ["001"], [Path("001.mp3")], np.full((1, 8), .5), None, ["HAPPY"])
+        >>> import numpy as np, tempfile
+        >>> clip = Path(tempfile.mkdtemp()) / "001.mp3"
+        >>> _ = clip.write_bytes(b"not really audio")
+        >>> c = Corpus("demo", ["001"], [clip], np.full((1, 8), .5), None, ["HAPPY"])
         >>> len(c), c.emotions.dtype, len(c.fingerprint())
         (1, dtype('float32'), 16)
     """
@@ -79,6 +107,7 @@ class Corpus:
     target: list[str]
     extra: Corpus | None = None
     root: Path | None = None
+    _digests: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -97,12 +126,24 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def fingerprint(self) -> str:
-        """A short sha256 hex digest of the ids, audio files and labels, for cache keys.
+    def audio_digests(self) -> list[str]:
+        """:func:`file_digest` of every audio file, in clip order (hashed once, then reused).
 
-        Each audio file enters by name, size and modification time (not its path, so a
-        moved data folder keeps its key), so replacing or touching a file changes it, as
-        does any change of a label or of the extra clips.
+        The spectrogram cache takes these too, so loading a corpus reads each file's bytes
+        for hashing only once.
+        """
+        if self._digests is None:
+            self._digests = [file_digest(p) for p in self.audio_paths]
+        return list(self._digests)
+
+    def fingerprint(self) -> str:
+        """A short sha256 hex digest of the ids, audio contents and labels, for cache keys.
+
+        Each audio file enters by the sha256 of its bytes (:meth:`audio_digests`), never by
+        its path or modification time: a copied or moved data folder keeps its fingerprint,
+        touching a file does not change it, and replacing a file's content does, as does any
+        change of an id, a label or of the extra clips. Raises DataLayoutError naming an
+        audio file that is missing or unreadable.
         """
         h = hashlib.sha256()
 
@@ -110,13 +151,7 @@ class Corpus:
             h.update(tag.encode() + len(data).to_bytes(8, "little") + data)
 
         add("ids", "\n".join(self.ids).encode())
-        for path in self.audio_paths:
-            try:
-                st = path.stat()
-                ident = f"{path.name}|{st.st_size}|{st.st_mtime_ns}"
-            except OSError:
-                ident = f"{path.name}|missing"
-            add("audio", ident.encode())
+        add("audio", "\n".join(self.audio_digests()).encode())
         for what, arr in (("emotions", self.emotions), ("midlevel", self.midlevel)):
             add(what, b"none" if arr is None else
                 str(arr.shape).encode() + np.ascontiguousarray(arr, dtype="<f4").tobytes())

@@ -5,12 +5,26 @@ Layout (the real dataset and the synthetic one alike)::
     <root>/
         metadata.csv        SEMICOLON-separated; columns include "song id", "Source" and
                             "ID at file source" (more columns are ignored)
-        annotations.csv     comma-separated; first column the song id, then the seven
+        annotations.csv     comma-separated, exactly 8 columns: the song id and the seven
                             features melodiousness, articulation, rhythm_complexity,
                             rhythm_stability, dissonance, tonal_stability, minorness
-                            (header spellings vary between copies: mapped BY POSITION)
+                            (raw ratings on the 1..10 scale)
         audio/<song id>.mp3 the clips (only needed for the extra, non-Soundtracks clips)
 
+**How annotation columns are mapped** (copies of the dataset spell the header differently):
+
+1. *By name* when the header names all seven features, in any order. Names are compared
+   ignoring case, parenthesised remarks and the difference between spaces, underscores
+   and hyphens, so ``rhythm_complexity``, ``Rhythm Complexity`` and ``rhythm-complexity``
+   are the same column, as are ``minorness`` and ``Minorness (mode)``. The eighth column, whatever it is called and wherever it stands, is the song id.
+2. *By position* (song id first, then the features in the order above) only when there is
+   no header (the first line holds numbers only) or the header numbers the feature columns
+   (e.g. ``song_id,1,2,3,4,5,6,7``).
+3. Any other header (a feature missing, misspelt beyond the variants above, or named twice)
+   is an error that names the file, the features not found and the columns not recognised.
+
+The ratings must lie on the 1..10 scale; a value below 1 or above 10 is rejected with the
+file, column and row (a file already divided by 10, on the 0..1 scale, is reported as such).
 The 360 Soundtracks excerpts are the rows with ``Source == "soundtracks"``, whose
 ``ID at file source`` is the Soundtracks number. Ratings are divided by 10, as the
 reference implementation does.
@@ -30,20 +44,22 @@ import numpy as np
 import pandas as pd
 
 from . import MIDLEVEL
-from ._csv import (check_range, check_unique, few, integer_column, match_columns,
-                   numeric_columns, read_table, require_dir, require_file, require_files_exist)
+from ._csv import (_norm, check_range, check_unique, few, first_row_is_numeric, integer_column,
+                   match_columns, numeric_columns, read_table, require_dir, require_file,
+                   require_files_exist)
 from ..errors import DataLayoutError
 
 METADATA_CSV = "metadata.csv"
 ANNOTATIONS_CSV = "annotations.csv"
 AUDIO_DIR = "audio"
 SOUNDTRACKS_SOURCE = "soundtracks"
-#: Accepted range of the raw ratings (before dividing by 10); the scale is about 1..9.
-RATING_RANGE = (0.0, 10.0)
+#: Accepted range of the raw ratings (before dividing by 10): the 1..10 rating scale.
+RATING_RANGE = (1.0, 10.0)
 
 LAYOUT = f"""\
   <midlevel_dir>/{METADATA_CSV}     (SEMICOLON-separated; columns include "song id", "Source", "ID at file source")
-  <midlevel_dir>/{ANNOTATIONS_CSV}  (comma-separated; song id, then {', '.join(MIDLEVEL)}; mapped by position)
+  <midlevel_dir>/{ANNOTATIONS_CSV}  (comma-separated; song id and {', '.join(MIDLEVEL)}, ratings 1..10;
+                                mapped by name, or by position without a header or with numbered columns)
   <midlevel_dir>/{AUDIO_DIR}/<song id>.mp3"""
 
 
@@ -56,16 +72,46 @@ def _read_metadata(path: Path) -> pd.DataFrame:
     return df[["song_id", "source", "id_at_source"]].astype({"source": str, "id_at_source": str})
 
 
+def _annotation_columns(header: list[str], path: Path) -> list[str] | None:
+    """How the header maps onto ``["song_id", *MIDLEVEL]``: the renamed header when the
+    seven features are named, None when the columns are numbered (map by position);
+    DataLayoutError otherwise (see the module docstring)."""
+    wanted = {_norm(f): f for f in MIDLEVEL}
+    normed = [_norm(c) for c in header]
+    twice = sorted({header[k] for k, n in enumerate(normed) if n in wanted and normed.count(n) > 1})
+    if twice:
+        raise DataLayoutError(
+            f"mid-level annotations file {path} names a feature more than once: {twice} "
+            f"(header {header}); each of {list(MIDLEVEL)} must appear exactly once.\n"
+            f"Expected layout:\n{LAYOUT}")
+    if all(n in normed for n in wanted):
+        return [wanted.get(n, "song_id") for n in normed]
+    if all(re.fullmatch(r"\d+", c.strip()) for c in header[1:]):
+        return None
+    missing = [f for f in MIDLEVEL if _norm(f) not in normed]
+    unknown = [c for c, n in zip(header, normed) if n not in wanted]
+    raise DataLayoutError(
+        f"mid-level annotations file {path}: cannot tell which column holds which feature: "
+        f"the header {header} does not name {missing} (columns not recognised: {unknown}). "
+        f"Name the seven features {list(MIDLEVEL)} in the header (any order; case, spaces, "
+        f"underscores and hyphens do not matter), or number the feature columns 1-7 or drop "
+        f"the header to map them by position (song id first, then the order above).\n"
+        f"Expected layout:\n{LAYOUT}")
+
+
 def _read_annotations(path: Path) -> pd.DataFrame:
-    df = read_table(path, ",", min_columns=2, what="mid-level annotations", layout=LAYOUT)
+    has_header = not first_row_is_numeric(path, ",")
+    df = read_table(path, ",", min_columns=2, what="mid-level annotations", layout=LAYOUT,
+                    header=has_header)
     expected = 1 + len(MIDLEVEL)
     if df.shape[1] != expected:
         raise DataLayoutError(
             f"mid-level annotations file {path} has {df.shape[1]} columns {list(df.columns)}, "
-            f"expected exactly {expected}: the song id, then the {len(MIDLEVEL)} features "
-            f"{list(MIDLEVEL)} (mapped by position, whatever the header says).\n"
-            f"Expected layout:\n{LAYOUT}")
-    df.columns = ["song_id", *MIDLEVEL]
+            f"expected exactly {expected}: the song id and the {len(MIDLEVEL)} features "
+            f"{list(MIDLEVEL)}.\nExpected layout:\n{LAYOUT}")
+    by_name = _annotation_columns(list(df.columns), path) if has_header else None
+    df.columns = by_name if by_name is not None else ["song_id", *MIDLEVEL]
+    df = df[["song_id", *MIDLEVEL]]
     df["song_id"] = integer_column(df, "song_id", path)
     check_unique(df, "song_id", path)
     df = numeric_columns(df, MIDLEVEL, path, id_col="song_id")
@@ -88,9 +134,11 @@ def load_midlevel(root: str | Path, check_audio: bool = False) -> pd.DataFrame:
 
     Raises:
         DataLayoutError: a file is missing or empty, metadata.csv is not semicolon-separated,
-            a metadata column is missing, annotations.csv does not have exactly 8 columns,
-            a rating is not a finite number or lies outside [0, 10], a song id is duplicated
-            or has no metadata row, or (with ``check_audio``) audio files are missing.
+            a metadata column is missing, annotations.csv does not have exactly 8 columns or
+            a header that cannot be mapped (see the module docstring), a rating is not a
+            finite number or lies outside [1, 10], a song id is duplicated or has no
+            metadata row, a file cannot be read, or (with ``check_audio``) audio files are
+            missing.
 
     Example:
         >>> ml = load_midlevel("data/midlevel")   # doctest: +SKIP
