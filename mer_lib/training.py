@@ -16,7 +16,13 @@ score with ``patience`` epochs, the best checkpoint restored at the end.
   :func:`mer_lib.attacks.attack` with ``config.adv_attack``, *with the model in eval mode*
   (BatchNorm uses and keeps its running statistics, no dropout while attacking), then the
   model goes back to train mode and takes one more optimiser step on ``(x_adv, y)`` with
-  the same loss.
+  the same loss. ``x_adv`` is chosen by ``adv_input``: ``"kept"`` (default, as the
+  original's ``adv_train_funcs.py``): ``x +`` the attack's kept perturbation — in reference
+  mode the *clean* input for an example whose ladder reached no rung below its start;
+  ``"kept_or_final"``: the attack's last perturbation for such examples instead (what
+  mer_lib did before it emulated the original exactly).
+- **Precision**: training runs in full float32 on every device (TF32 off on CUDA, see
+  :func:`mer_lib.attacks.precision.full_float32`) unless ``bf16`` is asked for.
 - **Batches**: the training split lives on the device as one tensor; each epoch draws a
   permutation from a ``torch.Generator`` seeded with the seed, batches are index slices of
   it (the last one may be smaller). No DataLoader, no per-file loading.
@@ -100,8 +106,15 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "adv_loss", "valid_score", "valid_r", 
 # Configuration
 # --------------------------------------------------------------------------------------
 
+#: How adversarial training builds its adversarial batch (see the module docstring).
+ADV_INPUTS = ("kept", "kept_or_final")
+
+
 def default_adv_attack(iterations: int = 50) -> dict:
-    """The attack inside adversarial training: reference mode, eps 0.001, Adam lr 0.002."""
+    """The attack inside adversarial training: reference mode, eps 0.001, Adam lr 0.002.
+
+    ``iterations`` counts forward passes, as the original's ``max_iters`` (50).
+    """
     from .attacks import AttackConfig
 
     return AttackConfig(mode="reference", epsilon=ADV_EPSILON, step_size=ADV_STEP_SIZE,
@@ -138,6 +151,8 @@ class TrainConfig:
         adv_every: adversarial variants: epochs e with ``e % adv_every == 0`` are adversarial.
         adv_attack: adversarial variants: ``AttackConfig.to_dict()`` of the inner attack
             (default :func:`default_adv_attack`); ignored (None) for the others.
+        adv_input: adversarial variants: ``"kept"`` (the original's choice) or
+            ``"kept_or_final"`` (see the module docstring); ignored for the others.
         bf16: bf16 autocast (CUDA only; ignored with a warning on CPU).
         channels_last: channels_last memory format (any device; float32, deterministic).
 
@@ -157,6 +172,7 @@ class TrainConfig:
     lr: float = 5e-4
     adv_every: int = 5
     adv_attack: dict | None = None
+    adv_input: str = "kept"
     bf16: bool = False
     channels_last: bool = False
 
@@ -173,6 +189,8 @@ class TrainConfig:
         object.__setattr__(self, "batch_size", _check_int("batch_size", self.batch_size, 1))
         object.__setattr__(self, "lr", _check_float("lr", self.lr, 0.0, 1.0))
         object.__setattr__(self, "adv_every", _check_int("adv_every", self.adv_every, 1))
+        if self.adv_input not in ADV_INPUTS:
+            raise ParameterError(f"adv_input must be one of {list(ADV_INPUTS)}, got {self.adv_input!r}")
         for name in ("bf16", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -223,6 +241,11 @@ class TrainConfig:
         if not self.spec.adversarial:
             d.pop("adv_every")
             d.pop("adv_attack")
+            d.pop("adv_input")
+        else:
+            from .attacks.engine import ENGINE_VERSION
+
+            d["attack_engine"] = ENGINE_VERSION   # the inner attack's results depend on it
         return d
 
     @classmethod
@@ -587,8 +610,9 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
         from .attacks import AttackConfig, attack as attack_fn
 
         attack_cfg = AttackConfig.from_dict(config.adv_attack)
+    from .attacks.precision import full_float32
 
-    with _deterministic(device):
+    with _deterministic(device), full_float32():
         gen = seed_everything(config.seed)
         model = build_model(spec, config.width).to(device, memory_format=memory_format)
         x_tr = x_tr.contiguous(memory_format=memory_format)
@@ -630,7 +654,8 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                     if adversarial:
                         _raise_if_nonfinite(losses[-1:], config, epoch, b, n_batches, "")
                         model.eval()  # attack with frozen BN statistics and no dropout
-                        x_adv = attack_fn(model, xb, yb, attack_cfg).x_adv.detach()
+                        x_adv = adversarial_input(attack_fn(model, xb, yb, attack_cfg),
+                                                  config.adv_input)
                         model.train()
                         ctx = LossContext(model, spec, config, epoch, b + 1, loss_state, True)
                         adv_losses.append(_step(loss_fn, ctx, optimizer, x_adv, yb, mb, use_bf16))
@@ -681,6 +706,21 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
         (folder / "state.pt").unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format).eval()
     return TrainedModel(model, config, key, folder, _history_frame(history), trained_now=True)
+
+
+def adversarial_input(result, how: str = "kept") -> torch.Tensor:
+    """The adversarial batch of one training step from an :class:`~mer_lib.attacks.AttackResult`.
+
+    ``"kept"``: ``x +`` the kept perturbation (the original's ``input + best_delta``, i.e.
+    the clean input where the ladder reached no rung below its start); ``"kept_or_final"``:
+    ``x +`` the last perturbation for those examples (``delta_iteration == 0``) instead.
+    """
+    if how == "kept":
+        return result.x_adv.detach()
+    if how != "kept_or_final":
+        raise ParameterError(f"adv_input must be one of {list(ADV_INPUTS)}, got {how!r}")
+    none = (result.delta_iteration == 0).view(-1, *[1] * (result.x.dim() - 1))
+    return torch.where(none, result.x + result.final_delta, result.x_adv).detach()
 
 
 def _step(loss_fn: LossFn, ctx: LossContext, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -738,4 +778,5 @@ def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Pr
 
 __all__ = ["TrainConfig", "TrainedModel", "LossContext", "LOSSES", "register_loss", "get_loss",
            "mse_objective", "train", "get_trained", "load_trained", "run_identity", "run_key",
-           "model_dir", "default_adv_attack", "ADV_EPSILON", "ADV_STEP_SIZE", "FORMAT_VERSION"]
+           "model_dir", "default_adv_attack", "adversarial_input", "ADV_INPUTS", "ADV_EPSILON",
+           "ADV_STEP_SIZE", "FORMAT_VERSION"]

@@ -5,6 +5,7 @@ three band ranges, and emotions and mid-level ratings are linear in them.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -18,6 +19,7 @@ import torch
 
 from mer_lib import training
 from mer_lib.attacks import AttackConfig
+from mer_lib.attacks.precision import full_float32
 from mer_lib.data import MerTensors, split_indices
 from mer_lib.errors import CheckpointError, DataLayoutError, ParameterError, TrainingError
 from mer_lib.metrics import ConstantColumnWarning, evaluate, pearson_per_column, predict
@@ -59,7 +61,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @pytest.mark.parametrize("field,value", [
     ("epochs", 0), ("patience", 0), ("batch_size", 0), ("lr", 0.0), ("lr", -1e-3),
     ("lr", float("nan")), ("lr", 2.0), ("width", 0.0), ("seed", -1), ("adv_every", 0),
-    ("bf16", "yes"), ("epochs", 2.5),
+    ("bf16", "yes"), ("epochs", 2.5), ("adv_input", "final"),
 ])
 def test_out_of_range_hyper_parameters(field, value):
     with pytest.raises(ParameterError, match=field):
@@ -82,6 +84,19 @@ def test_config_from_profile_and_identity():
         TrainConfig.from_profile("smoke", "a2e", 6, epoch=3)
     with pytest.raises(ParameterError, match="known variants"):
         TrainConfig.from_profile("smoke", "a3e", 6)
+
+
+def test_adv_input_is_keyed_for_adversarial_variants_only():
+    from mer_lib.attacks.engine import ENGINE_VERSION
+
+    adv = TrainConfig.from_profile("smoke", "aa2e", 6)
+    other = dataclasses.replace(adv, adv_input="kept_or_final")
+    assert adv.adv_input == "kept" and adv.identity()["adv_input"] == "kept"
+    assert adv.identity()["attack_engine"] == ENGINE_VERSION
+    assert training.run_key(adv.identity()) != training.run_key(other.identity())
+    plain = TrainConfig.from_profile("smoke", "a2e", 6)
+    assert not {"adv_input", "attack_engine"} & set(plain.identity())
+    assert plain.identity() == dataclasses.replace(plain, adv_input="kept_or_final").identity()
 
 
 # ------------------------------------------------------------------ metrics
@@ -220,9 +235,19 @@ def test_stored_model_reloads_and_get_trained_does_not_retrain(data, tmp_path, m
     assert not again.trained_now and again.key == first.key and again.config == first.config
     direct = load_trained(first.path, device="cpu")
     x = data.subset("test")[0]
+    # the same weights on the same device give bit-identical predictions
+    assert next(again.model.parameters()).device == next(first.model.parameters()).device
+    assert np.array_equal(predict(again.model, x)[0], predict(first.model, x)[0])
+    first_on_cpu = copy.deepcopy(first.model).cpu()
+    assert np.array_equal(predict(direct.model, x)[0], predict(first_on_cpu, x)[0])
     for tm in (again, direct):
-        assert np.array_equal(predict(tm.model, x)[0], predict(first.model, x)[0])
         pd.testing.assert_frame_equal(tm.history, first.history, check_dtype=False)
+    if torch.cuda.is_available():
+        # CPU vs GPU: float32 on both (no TF32, whose ~1e-3 error this tolerance would catch);
+        # different kernels still sum in different orders, hence 1e-4 and not equality
+        with full_float32():
+            on_gpu = predict(copy.deepcopy(first.model).cuda(), x)[0]
+        np.testing.assert_allclose(predict(direct.model, x)[0], on_gpu, rtol=0, atol=1e-4)
     assert set(first.evaluate(data)) >= {"avg_r", "mae", "rmse", "r2"}
 
 
@@ -330,6 +355,63 @@ def test_adversarial_training_attacks_in_eval_mode(data, tmp_path, monkeypatch):
     assert list(tm.history.adversarial) == [False, True]
     assert math.isnan(tm.history.adv_loss[0]) and math.isfinite(tm.history.adv_loss[1])
     assert modes == [False] * 4  # 32 training examples = 4 batches, all attacked in eval mode
+
+
+@pytest.mark.parametrize("how", ["kept", "kept_or_final"])
+def test_adversarial_training_trains_on_the_kept_perturbation(data, tmp_path, monkeypatch, how):
+    """As the original: x + kept perturbation, i.e. the clean x where no new rung was reached."""
+    import mer_lib.attacks as attacks
+
+    real_attack, real_step, results, inputs = attacks.attack, training._step, [], []
+
+    def spy_attack(model, x, y, cfg, **kw):
+        results.append(real_attack(model, x, y, cfg, **kw))
+        return results[-1]
+
+    def spy_step(loss_fn, ctx, optimizer, x, *args):
+        if ctx.adversarial:
+            inputs.append(x.detach().clone())
+        return real_step(loss_fn, ctx, optimizer, x, *args)
+
+    monkeypatch.setattr(attacks, "attack", spy_attack)
+    monkeypatch.setattr(training, "_step", spy_step)
+    adv = AttackConfig(mode="reference", epsilon=0.001, step_size=0.002, max_iterations=3).to_dict()
+    train(_cfg("aa2e", epochs=1, adv_every=1, adv_attack=adv, adv_input=how), data, tmp_path,
+          progress=False)
+    assert len(results) == len(inputs) == 4              # 32 training examples, batches of 8
+    no_rung = 0
+    for res, used in zip(results, inputs):
+        none = res.delta_iteration == 0                  # the ladder reached no new rung
+        no_rung += int(none.sum())
+        assert torch.equal(used[~none], res.x_adv[~none])
+        if how == "kept":
+            assert torch.equal(used[none], res.x[none])  # the clean input
+            assert torch.equal(res.delta[none], torch.zeros_like(res.delta[none]))
+        else:
+            assert torch.equal(used[none], (res.x + res.final_delta)[none])
+            assert not torch.equal(used[none], res.x[none])
+    assert no_rung > 0
+
+
+def test_training_runs_in_full_float32(data, tmp_path, monkeypatch):
+    seen = []
+    real_step = training._step
+
+    def spy_step(*args):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return real_step(*args)
+
+    monkeypatch.setattr(training, "_step", spy_step)
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32 = cudnn.allow_tf32 = True         # as a user with TF32 on would have it
+    try:
+        train(_cfg(epochs=1), data, tmp_path, progress=False)
+        after = (matmul.allow_tf32, cudnn.allow_tf32)
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = before
+    assert seen and set(seen) == {(False, False)}       # off inside training
+    assert after == (True, True)                         # restored afterwards
 
 
 def test_adversarial_training_resumes_exactly(data, tmp_path):

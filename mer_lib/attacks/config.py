@@ -1,14 +1,35 @@
 """What an attack is: one frozen, validated, hashable configuration.
 
-Two modes share one engine (:func:`mer_lib.attacks.attack`):
+Two modes share one engine (:func:`mer_lib.attacks.attack`). Both ascend the MSE between
+``model(x + delta)`` and the true ratings along the *sign* of its gradient, and both stop
+each example by a *correlation ladder* on the Pearson r between its 8 predictions and its
+8 ratings. They differ in everything around that:
 
-- ``"projected"`` — a correct BIM/PGD: ``delta += step_size * sign(grad)`` (``norm="l2"``: a
-  step of length ``step_size`` along the normalised gradient), then projection onto the
-  ``epsilon`` ball after every step. The ball is guaranteed.
-- ``"reference"`` — the reference implementation's behaviour: the *sign* of the gradient is
-  fed to Adam (learning rate ``step_size``), and there is **no** projection, because the
-  reference's epsilon clip is a no-op (``clamp`` instead of ``clamp_``, result discarded).
-  ``epsilon`` is kept for bookkeeping only in this mode.
+========================  ======================================  ==========================================
+                          ``"projected"`` (clean BIM/PGD)          ``"reference"`` (the original, step for step)
+========================  ======================================  ==========================================
+update                    ``delta + step_size * sign(g)``, then   ``-sign(g)`` fed to Adam (lr ``step_size``);
+                          projected onto the ``epsilon`` ball     **no projection** (the original's clip was a
+                          (``norm="l2"``: normalised gradient)    no-op), ``epsilon`` is bookkeeping only
+``max_iterations``        gradient steps (so up to                forward passes, as the original's
+                          ``max_iterations + 1`` forward passes)  ``max_iters`` (the last evaluated
+                                                                  perturbation has ``max_iterations - 1`` steps)
+ladder arithmetic         integer tenths; the start rung is       float64 thresholds: start
+                          ``ceil(10 r0 - 1e-6) / 10``             ``ceil(10 r0) / 10``, then repeated ``- 0.1``
+rungs per forward pass    every rung ``r`` crossed                at most one
+threshold exactly 0.0     an ordinary rung                        counts as *unset*: re-initialised from the
+                                                                  current r at every pass (from start rungs
+                                                                  0.2 / 0.1 / 0.0), so it can climb back up
+converged                 r <= -0.9 (1e-7 tolerance)              a threshold below -0.9 reached: in practice
+                                                                  r <= -0.9999999999999998 (or r = -1.0)
+kept perturbation         the one of the last *new* rung;         the one of the last threshold reached;
+                          if no rung below the start was          **zero** if that was the start (as the
+                          reached: the final perturbation         original's ``best_delta``)
+========================  ======================================  ==========================================
+
+Both modes report ``iterations`` as the number of steps of the last perturbation evaluated
+(its prediction is ``final_pred``) and ``forward_passes`` as ``iterations + 1``; the reader
+of the original's logs (:mod:`.reference_logs`) fills the same two columns from ``epoch``.
 
 Example:
     >>> from mer_lib.attacks import AttackConfig
@@ -21,6 +42,10 @@ Example:
     Traceback (most recent call last):
     ...
     mer_lib.errors.ParameterError: epsilon must be a finite number > 0, got 0
+    >>> AttackConfig(max_iterations=10**6)
+    Traceback (most recent call last):
+    ...
+    mer_lib.errors.ParameterError: max_iterations must be an integer in [1, 100000], got 1000000
 """
 from __future__ import annotations
 
@@ -34,6 +59,8 @@ from ..errors import ParameterError, check_choice, check_int, check_positive
 
 MODES = ("projected", "reference")
 NORMS = ("linf", "l2")
+#: Upper bound of ``max_iterations`` (a typo like 1e9 would otherwise run for days).
+MAX_ITERATIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -42,13 +69,16 @@ class AttackConfig:
 
     Attributes:
         mode: ``"projected"`` (BIM/PGD, the ball is honoured) or ``"reference"``
-            (sign-of-gradient fed to Adam, no projection, as in the reference code).
+            (the original attacker step for step; see the table in the module docstring).
         epsilon: radius of the perturbation ball in standardised spectrogram units.
         step_size: projected: the step length alpha; reference: Adam's learning rate.
-        max_iterations: most gradient steps per example.
+        max_iterations: projected: most gradient steps per example; reference: most forward
+            passes per example (the original's ``max_iters``). At most :data:`MAX_ITERATIONS`.
         norm: ``"linf"`` or ``"l2"`` (``"l2"`` only in projected mode).
         random_start: start from a uniform random point of the ball instead of zero.
-        early_stop: stop each example by the correlation ladder (:mod:`.ladder`).
+        early_stop: stop each example by its correlation ladder (:mod:`.ladder`,
+            :mod:`.reference_ladder`) and return the kept perturbation; ``False``: run all
+            iterations and return the final perturbation (the ladder is still recorded).
         seed: seed of the random start.
     """
 
@@ -71,7 +101,10 @@ class AttackConfig:
         # store numbers as float so that 1 and 1.0 give the same key
         object.__setattr__(self, "epsilon", float(check_positive("epsilon", self.epsilon)))
         object.__setattr__(self, "step_size", float(check_positive("step_size", self.step_size)))
-        check_int("max_iterations", self.max_iterations, minimum=1)
+        if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int) \
+                or not 1 <= self.max_iterations <= MAX_ITERATIONS:
+            raise ParameterError(f"max_iterations must be an integer in [1, {MAX_ITERATIONS}], "
+                                 f"got {self.max_iterations!r}")
         check_int("seed", self.seed, minimum=0)
         for name in ("random_start", "early_stop"):
             value = getattr(self, name)

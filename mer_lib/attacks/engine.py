@@ -4,11 +4,14 @@
 and the true ratings ``y`` (untargeted). Examples are processed in chunks of
 ``batch_size``; inside a chunk all examples step together and the per-example loss is the
 *sum* over examples of each example's MSE, so each example's gradient is exactly its own,
-whatever the batch (for a model in eval mode). Per-example early stopping uses the
-correlation ladder (:mod:`.ladder`): an example that converges is taken out of the working
-batch, so its perturbation (and, in reference mode, its Adam state) never changes again.
+whatever the batch (for a model in eval mode). Per-example early stopping uses a
+correlation ladder — :class:`~.ladder.CorrelationLadder` in projected mode, the exact
+emulation of the original's rule :class:`~.reference_ladder.ReferenceLadder` in reference
+mode: an example that stops is taken out of the working batch, so its perturbation (and, in
+reference mode, its Adam state) never changes again. The table of differences between the
+two modes is in :mod:`mer_lib.attacks.config`.
 
-Modes (see :class:`~mer_lib.attacks.AttackConfig`):
+Update rules:
 
 - ``projected``, ``norm="linf"``: ``delta <- clamp(delta + a * sign(grad), -eps, eps)``;
   ``norm="l2"``: ``delta <- delta + a * grad / ||grad||``, then rescaled into the eps ball.
@@ -18,23 +21,31 @@ Modes (see :class:`~mer_lib.attacks.AttackConfig`):
   and there is no projection (the reference's clamp was a no-op), so ``|delta|`` is bounded
   only by about ``step_size * iterations``. Adam is elementwise, so batching is exact.
 
-Iterations count gradient steps: iteration ``t`` is the perturbation after ``t`` steps
-(``t = 0`` is the start). The ladder is checked at every ``t`` from 0 to
-``max_iterations``; an example converged at ``t`` has taken ``t`` steps.
+Counting: the perturbation after ``t`` steps is *iteration* ``t`` (``t = 0`` is the start);
+every forward pass evaluates one iteration, in order. Projected mode evaluates iterations
+0 .. ``max_iterations`` (up to ``max_iterations + 1`` passes); reference mode makes at most
+``max_iterations`` forward passes, as the original's ``max_iters``, so its last evaluated
+perturbation has ``max_iterations - 1`` steps (the original's update after its last pass was
+never evaluated). ``iterations`` is the iteration of the last perturbation evaluated (whose
+prediction is ``final_pred``); ``forward_passes = iterations + 1``.
 
-Returned perturbation per example:
+Returned ("kept") perturbation per example:
 
-- ``early_stop=False``: the final perturbation (after ``max_iterations`` steps).
-- ``early_stop=True``: the perturbation of the last *new* rung reached after the start
-  (``delta_iteration >= 1``), as the reference kept its "best" perturbation; for a
-  converged example that is the one at convergence. If no rung below the starting one was
-  ever reached, the **final** perturbation is returned (the reference kept the zero
-  perturbation for its stored adversary and norm, but logged the prediction of its final
-  perturbation — the ``new-pred`` column from which the paper's MAE was computed).
-  ``final_pred`` always holds the prediction of the last perturbation evaluated.
+- ``early_stop=False``: the final perturbation (``final_delta``).
+- projected, ``early_stop=True``: the perturbation of the last *new* rung reached after the
+  start (``delta_iteration >= 1``); for a converged example the one at convergence. If no
+  rung below the start was reached, the final perturbation.
+- reference, ``early_stop=True``: the original's ``best_delta``: the perturbation of the
+  last pass whose threshold was reached, which is the start (zero) if only the first pass
+  reached one (``delta_iteration == 0``).
 
-The engine never calls ``model.eval()``/``model.train()`` (the caller decides) and never
-accumulates gradients into the model's parameters (``torch.autograd.grad`` w.r.t. delta).
+``adv_pred`` is the prediction of the kept perturbation, ``final_pred`` that of the last
+one evaluated — the original logged ``final_pred`` (its ``new-pred``), from which the paper
+computed its adversarial MAE, but stored and measured (norm, SNR) the kept one.
+
+Attacks run in full float32 (:func:`~.precision.full_float32`: no TF32 on CUDA). The engine
+never calls ``model.eval()``/``model.train()`` (the caller decides) and never accumulates
+gradients into the model's parameters (``torch.autograd.grad`` w.r.t. delta).
 
 Example:
     >>> import torch
@@ -45,6 +56,9 @@ Example:
     >>> res = attack(model, x, y, cfg)
     >>> float(res.delta.abs().max()) <= 0.01 + 1e-7, res.iterations.tolist()
     (True, [5, 5, 5])
+    >>> ref = attack(model, x, y, AttackConfig(mode="reference", max_iterations=5, early_stop=False))
+    >>> ref.iterations.tolist(), ref.forward_passes.tolist()
+    ([4, 4, 4], [5, 5, 5])
 """
 from __future__ import annotations
 
@@ -58,12 +72,14 @@ from tqdm.auto import tqdm
 from ..datasets import EMOTIONS
 from ..errors import ParameterError, check_int
 from .config import AttackConfig
-from .ladder import RUNGS, CorrelationLadder, pearson_rows
+from .ladder import FINAL_TENTHS, RUNGS, CorrelationLadder, pearson_rows
+from .precision import full_float32
+from .reference_ladder import ReferenceLadder
 from .snr import spectrogram_snr_db
 
 #: Bumped whenever the engine's results change for the same inputs and configuration; part of
-#: every cached attack result's key.
-ENGINE_VERSION = 1
+#: every cached attack result's key. 2: the reference mode emulates the original step for step.
+ENGINE_VERSION = 2
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
@@ -76,15 +92,18 @@ class AttackResult:
         x: the clean inputs (the tensor passed in, not a copy).
         y: the true ratings, (N, 8).
         x_adv: ``x + delta``, detached.
-        delta: the returned perturbation.
-        iterations: gradient steps taken per example (long).
-        delta_iteration: the iteration whose perturbation is returned (long).
-        converged: whether the ladder reached rung -0.9 (bool).
+        delta: the kept perturbation (see the module docstring).
+        iterations: iteration (step count) of the last perturbation evaluated (long).
+        delta_iteration: the iteration whose perturbation is kept (long).
+        converged: whether the example's ladder converged (bool).
+        threshold: the ladder's threshold when the attack stopped (float64): reference
+            mode: the original's last ``cur_target_threshold`` (NaN while unset);
+            projected: the next rung below the lowest one reached, -0.9 once converged.
         rung_iterations: (N, 20) iteration at which each rung of
             :data:`~mer_lib.attacks.ladder.RUNGS` was first reached, -1 if never.
         clean_pred, adv_pred: predictions on ``x`` and ``x_adv``.
-        final_pred: prediction of the last perturbation evaluated (equals ``adv_pred``
-            unless an earlier "best" perturbation was returned).
+        final_pred: prediction of the last perturbation evaluated.
+        final_delta: the last perturbation evaluated.
     """
 
     x: torch.Tensor
@@ -94,19 +113,29 @@ class AttackResult:
     iterations: torch.Tensor
     delta_iteration: torch.Tensor
     converged: torch.Tensor
+    threshold: torch.Tensor
     rung_iterations: torch.Tensor
     clean_pred: torch.Tensor
     adv_pred: torch.Tensor
     final_pred: torch.Tensor
+    final_delta: torch.Tensor
+
+    @property
+    def forward_passes(self) -> torch.Tensor:
+        """Forward passes made per example (``iterations + 1``; the original's ``epoch``)."""
+        return self.iterations + 1
 
     def to_frame(self, ids, mean: float, std: float) -> pd.DataFrame:
         """Tidy table, one row per example.
 
-        Columns: ``example, iterations, delta_iteration, converged, snr_db, l2, linf,
-        mae_clean, mae_adv, mae_final, r_clean, r_adv``, then ``true_<e>``, ``clean_<e>``,
-        ``adv_<e>`` for the 8 emotions ``e``, then ``rung_+1.0 ... rung_-0.9`` (iteration
-        at which each correlation rung was first reached, -1 if never). ``mean``/``std`` are
-        the standardisation scalars (for the SNR, see :mod:`.snr`).
+        Columns: ``example, iterations, forward_passes, delta_iteration, converged,
+        threshold, snr_db, l2, linf, mae_clean, mae_adv, mae_final, r_clean, r_adv,
+        r_final``, then ``true_<e>``, ``clean_<e>``, ``adv_<e>`` (kept perturbation),
+        ``final_<e>`` (last perturbation) for the 8 emotions ``e``, then ``rung_+1.0 ...
+        rung_-0.9`` (iteration at which each correlation rung was first reached, -1 if
+        never). ``snr_db``, ``l2`` and ``linf`` measure the kept perturbation, as the
+        original's ``db`` and ``norm``. ``mean``/``std`` are the standardisation scalars (for
+        the SNR, see :mod:`.snr`).
         """
         ids = [str(i) for i in ids]
         if len(ids) != self.delta.shape[0]:
@@ -120,8 +149,10 @@ class AttackResult:
         cols: dict[str, object] = {
             "example": ids,
             "iterations": self.iterations.cpu().numpy(),
+            "forward_passes": self.forward_passes.cpu().numpy(),
             "delta_iteration": self.delta_iteration.cpu().numpy(),
             "converged": self.converged.cpu().numpy().astype(bool),
+            "threshold": self.threshold.double().cpu().numpy(),
             "snr_db": spectrogram_snr_db(self.x.detach().cpu(), self.x_adv.detach().cpu(),
                                          mean, std).numpy(),
             "l2": d.norm(dim=1).numpy(),
@@ -131,8 +162,9 @@ class AttackResult:
             "mae_final": (final - y).abs().mean(dim=1).numpy(),
             "r_clean": pearson_rows(clean, y).numpy(),
             "r_adv": pearson_rows(adv, y).numpy(),
+            "r_final": pearson_rows(final, y).numpy(),
         }
-        for prefix, values in (("true", y), ("clean", clean), ("adv", adv)):
+        for prefix, values in (("true", y), ("clean", clean), ("adv", adv), ("final", final)):
             for j, emotion in enumerate(EMOTIONS):
                 cols[f"{prefix}_{emotion}"] = values[:, j].numpy()
         rungs = self.rung_iterations.cpu().numpy()
@@ -205,14 +237,23 @@ def _example_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((pred - y) ** 2).flatten(1).mean(dim=1)
 
 
+def _projected_threshold(ladder: CorrelationLadder) -> torch.Tensor:
+    """The next rung below the lowest one reached (-0.9 once converged; NaN if none)."""
+    nxt = torch.where(ladder.converged, torch.full_like(ladder.level, FINAL_TENTHS),
+                      ladder.level - 1.0) / 10.0
+    return torch.where(torch.isinf(ladder.level), torch.full_like(nxt, math.nan), nxt)
+
+
 def _attack_chunk(model, x, y, start, config: AttackConfig, bar) -> dict[str, torch.Tensor]:
     """Attack one chunk of examples together; see the module docstring."""
     n, dev = x.shape[0], x.device
-    ladder = CorrelationLadder(n, dev)
-    out_delta = start.clone()
+    reference = not config.projected
+    ladder = ReferenceLadder(n, dev) if reference else CorrelationLadder(n, dev)
+    passes = config.max_iterations if reference else config.max_iterations + 1
+    out_delta = start.clone()                       # the final perturbation of each example
     best_delta = start.clone() if config.early_stop else None
     best_pred = final_pred = clean_pred = None
-    iterations = torch.full((n,), config.max_iterations, dtype=torch.long, device=dev)
+    iterations = torch.full((n,), passes - 1, dtype=torch.long, device=dev)
 
     if config.random_start:
         with torch.no_grad():
@@ -221,8 +262,8 @@ def _attack_chunk(model, x, y, start, config: AttackConfig, bar) -> dict[str, to
     active = torch.arange(n, device=dev)
     xw, yw, dw = x, y, start
     stepper = _Stepper(config, dw)
-    for t in range(config.max_iterations + 1):
-        last = t == config.max_iterations
+    for t in range(passes):
+        last = t == passes - 1
         dvar = dw.detach().requires_grad_(not last)
         with torch.set_grad_enabled(not last):
             pred = model(xw + dvar)
@@ -230,15 +271,21 @@ def _attack_chunk(model, x, y, start, config: AttackConfig, bar) -> dict[str, to
             raise ParameterError(
                 f"model output shape {tuple(pred.shape)} does not match y {tuple(yw.shape)}")
         if t == 0:   # all n examples are active: allocate outputs like the model's output
-            best_pred = torch.zeros_like(pred.detach())
+            # reference: the start is the kept perturbation until a later threshold is reached
+            best_pred = pred.detach().clone() if reference else torch.zeros_like(pred.detach())
             final_pred = torch.zeros_like(pred.detach())
             if clean_pred is None:
                 clean_pred = pred.detach().clone()
-        new = ladder.update(pearson_rows(pred, yw), t, active)
+        r = pearson_rows(pred, yw)
+        if reference:
+            new, stop = ladder.update(r, t, active)
+        else:
+            new = ladder.update(r, t, active)
+            stop = ladder.converged[active]
         if config.early_stop and bool(new.any()):
             best_delta[active[new]] = dw[new]
             best_pred[active[new]] = pred.detach()[new]
-        done = ladder.converged[active] if config.early_stop else torch.zeros_like(new)
+        done = stop if config.early_stop else torch.zeros_like(new)
         if last:
             done = torch.ones_like(new)
         if bool(done.any()):
@@ -259,18 +306,20 @@ def _attack_chunk(model, x, y, start, config: AttackConfig, bar) -> dict[str, to
         if bar is not None:
             bar.set_postfix(iteration=t + 1, active=int(active.numel()), refresh=False)
 
-    if config.early_stop:
+    if not config.early_stop:
+        delta_iteration, delta, adv_pred = iterations.clone(), out_delta, final_pred
+    elif reference:
+        delta_iteration, delta, adv_pred = ladder.kept_iteration.clone(), best_delta, best_pred
+    else:
         use_best = ladder.best_iteration >= 1
         delta_iteration = torch.where(use_best, ladder.best_iteration, iterations)
-        mask = _per_example(use_best, out_delta)
-        out_delta = torch.where(mask, best_delta, out_delta)
+        delta = torch.where(_per_example(use_best, out_delta), best_delta, out_delta)
         adv_pred = torch.where(use_best[:, None], best_pred, final_pred)
-    else:
-        delta_iteration = iterations.clone()
-        adv_pred = final_pred
-    return dict(delta=out_delta, iterations=iterations, delta_iteration=delta_iteration,
-                converged=ladder.converged.clone(), rung_iterations=ladder.rung_iterations,
-                clean_pred=clean_pred, adv_pred=adv_pred, final_pred=final_pred)
+    threshold = ladder.threshold.clone() if reference else _projected_threshold(ladder)
+    return dict(delta=delta, iterations=iterations, delta_iteration=delta_iteration,
+                converged=ladder.converged.clone(), threshold=threshold,
+                rung_iterations=ladder.rung_iterations, clean_pred=clean_pred,
+                adv_pred=adv_pred, final_pred=final_pred, final_delta=out_delta)
 
 
 def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, *,
@@ -296,11 +345,14 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: Att
               if config.random_start else torch.zeros_like(x))
 
     parts = []
-    with tqdm(total=n, unit="ex", desc=f"attack ({config.mode})", disable=not progress) as bar:
+    with full_float32(), tqdm(total=n, unit="ex", desc=f"attack ({config.mode})",
+                              disable=not progress) as bar:
         for lo in range(0, n, batch_size):
             sl = slice(lo, lo + batch_size)
             parts.append(_attack_chunk(model, x[sl], y[sl], starts[sl], config,
                                        bar if progress else None))
     cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     delta = cat.pop("delta").detach()
-    return AttackResult(x=x, y=y, x_adv=(x + delta).detach(), delta=delta, **cat)
+    final_delta = cat.pop("final_delta").detach()
+    return AttackResult(x=x, y=y, x_adv=(x + delta).detach(), delta=delta,
+                        final_delta=final_delta, **cat)

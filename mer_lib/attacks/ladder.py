@@ -1,4 +1,7 @@
-"""The correlation ladder: the reference attack's early-stopping rule, batched with masks.
+"""The correlation ladder of the projected mode: a clean version of the reference's rule.
+
+(The reference mode emulates the original rule exactly, float quirks included:
+:mod:`.reference_ladder`; the table in :mod:`.config` lists the differences.)
 
 For one example, let ``r_t`` be the Pearson correlation between the model's 8 emotion
 outputs and the 8 true ratings after ``t`` attack steps (``t = 0`` is the start point).
@@ -17,17 +20,18 @@ Decisions and edge cases:
 
 - **Several rungs in one step.** If ``r`` drops by more than 0.1 in one step, every rung
   it passes is reached at that iteration. The reference moved its threshold by only 0.1
-  per iteration, so it needed one extra iteration per skipped rung; ours records the first
-  iteration at which each rung was truly crossed.
+  per forward pass, so it needed one extra pass per skipped rung; this ladder records the
+  first iteration at which each rung was truly crossed.
 - **Floating point.** ``ceil(10 * r)`` is fragile: ``10 * 0.30000000000000004`` is
   ``3.0000000000000004`` and a Pearson r of 0.3 computed from float32 predictions is rarely
   exactly 0.3, so a naive ceil would start at 0.4. We compare in tenths with a tolerance
   ``TOL = 1e-6`` (i.e. r within 1e-7 of a rung counts as reaching it) and keep levels as
   integers, so thresholds never accumulate rounding error. The reference subtracted 0.1
-  from a float threshold repeatedly: its "-0.9" rung became ``-0.8999999999999998``, which
-  passed its ``>= -0.9`` test, so it actually stopped only at ``r <= -0.9999999999999998``.
-  That is why its published logs report ``converged = False`` after 1000 iterations almost
-  everywhere. Here the ladder converges at -0.9 as the paper describes.
+  from a float threshold repeatedly: its "-0.9" rung became ``-0.8999999999999998`` (or
+  ``-0.8999999999999999``, or ``-0.9``, depending on the start rung), which passed its
+  ``>= -0.9`` test, so it stopped only near ``r = -1.0``. That is why all 1800 examples
+  of its published logs report ``converged = False`` after 1000 forward passes. This
+  ladder converges at -0.9 as the paper describes.
 - **r0 already <= -0.9.** The example converges at iteration 0, with zero steps.
 - **NaN correlation** (constant predictions or constant labels). ``NaN <= x`` is false, so
   such an iteration reaches no rung. If ``r0`` is NaN, the first iteration with a finite
