@@ -2,12 +2,20 @@
 
 The chapter sources in ``book/`` carry no outputs. This module stages a copy of the book in
 ``_build/source/``, executes each chapter notebook there with papermill (injecting the
-``profile`` and ``device`` parameters, and any ``-p name value`` you add), and runs
+``profile``, ``device`` and ``data`` parameters, and any ``-p name value`` you add), and runs
 ``jupyter-book build`` on the staged copy, so the site shows the executed notebooks.
+
+Every chapter declares the same experiment parameters (:mod:`mer_lib.experiments`), so a
+``-p`` value reaches all of them and Table 1 and Figure 3 come from the same models. The
+whole experiment is checked before the first chapter starts: an unknown name (one that no
+chapter declares) or a malformed value stops the build at once with one line. While a
+chapter runs, its progress (what is training, the epochs, the attacks done and to do) is
+streamed to the terminal.
 
 Usage (the Makefile's ``make book`` / ``make site`` call this):
 
     python -m mer_lib.bookbuild --profile quick            # execute every chapter + build
+    python -m mer_lib.bookbuild --data /path/to/folder     # the real datasets
     python -m mer_lib.bookbuild --chapters robustness -p epsilons "[0.001, 0.01]"
     python -m mer_lib.bookbuild --site-only                # rebuild from executed chapters
 
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -84,20 +93,62 @@ def stage(root: Path, staged: Path) -> None:
                 shutil.copy2(src, target / part)
 
 
-def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print) -> float:
-    """Run one chapter with papermill into the staged book; return the wall time in seconds."""
+def declared_parameters(notebook: Path) -> list[str]:
+    """The names assigned in the cell tagged ``parameters`` of ``notebook``."""
+    nb = json.loads(notebook.read_text())
+    names = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            for node in ast.parse("".join(cell["source"])).body:
+                if isinstance(node, ast.Assign):
+                    names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return names
+
+
+def check_parameters(root: Path, names: list[str], params: dict) -> dict:
+    """Validate ``params`` for the chapters ``names`` before any runs; return the parsed values.
+
+    Raises ParameterError for a name no chapter declares, and for any value the experiment
+    spec rejects (:meth:`mer_lib.experiments.Experiment.from_parameters`).
+    """
+    from .experiments import Experiment, parse_parameters
+
+    declared = set()
+    for name in names:
+        declared.update(declared_parameters(root / "book" / f"{name}.ipynb"))
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ParameterError(f"no chapter declares the parameter(s) {unknown}; they take: "
+                             f"{', '.join(sorted(declared))}")
+    parsed = parse_parameters(params)
+    Experiment.from_parameters(**parsed)
+    return parsed
+
+
+def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print,
+            position: str = "") -> float:
+    """Run one chapter with papermill into the staged book; return the wall time in seconds.
+
+    The kernel's output streams (the runner's progress lines) are copied to this process's
+    stdout and stderr while the chapter runs.
+    """
     import papermill
 
     source = root / "book" / f"{chapter}.ipynb"
     target = staged / f"{chapter}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    log(f"executing {chapter} with {parameters}")
+    extra = {k: v for k, v in parameters.items() if k not in ("profile", "device")}
+    log(f"{position}{chapter}: executing (profile {parameters.get('profile')}, device "
+        f"{parameters.get('device')}{', ' + str(extra) if extra else ''}) ...", flush=True)
     t0 = time.time()
     tmp = target.with_suffix(".running.ipynb")
     papermill.execute_notebook(str(source), str(tmp), parameters=parameters,
-                               cwd=str(source.parent), progress_bar=sys.stderr.isatty(), kernel_name="python3")
+                               cwd=str(source.parent), progress_bar=False, kernel_name="python3",
+                               stdout_file=sys.stdout, stderr_file=sys.stderr)
     os.replace(tmp, target)
-    return time.time() - t0
+    seconds = time.time() - t0
+    log(f"{position}{chapter}: done in {seconds:.0f} s", flush=True)
+    return seconds
 
 
 def build_site(staged: Path, output: Path) -> Path:
@@ -112,24 +163,17 @@ def build_site(staged: Path, output: Path) -> Path:
     return index
 
 
-def _parse_params(pairs: list[list[str]]) -> dict:
-    params = {}
-    for name, raw in pairs:
-        try:
-            params[name] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            params[name] = raw
-    return params
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mer_lib.bookbuild", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--data", default="synthetic",
+                        help="'synthetic' (default) or a folder with soundtracks/ and midlevel/ (real data)")
     parser.add_argument("--chapters", nargs="*", help="execute only these (e.g. data training)")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help="extra papermill parameter (Python literal)")
+                        metavar=("NAME", "VALUE"),
+                        help="chapter parameter, e.g. -p epsilons \"[0.001, 0.01]\" (lists as Python literals)")
     parser.add_argument("--site-only", action="store_true", help="do not execute, only build")
     parser.add_argument("--build-dir", default="_build", help="output folder (default _build)")
     args = parser.parse_args(argv)
@@ -144,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(wanted) - set(names))
         if unknown:
             raise ParameterError(f"unknown chapter(s) {unknown}; the book has {names}")
-        params = {"profile": args.profile, "device": args.device, **_parse_params(args.param)}
+        params = {"profile": args.profile, "device": args.device, "data": args.data, **dict(args.param)}
+        if not args.site_only:
+            params = check_parameters(root, [n for n in names if n in wanted], params)
         times = {}
         t0 = time.time()
+        todo = [n for n in names if not args.site_only and n in wanted]
         for name in names:
-            if not args.site_only and name in wanted:
-                times[name] = execute(root, staged, name, params)
+            if name in todo:
+                position = f"[chapter {todo.index(name) + 1}/{len(todo)}] "
+                times[name] = execute(root, staged, name, params, position=position)
             elif not (staged / f"{name}.ipynb").is_file():
                 if args.site_only or args.chapters:
                     print(f"note: {name} has not been executed yet; the site shows its source")

@@ -1,63 +1,383 @@
-"""Grids of models for the chapters: train (or load) every variant x seed, evaluate them.
+"""The experiment: one frozen, validated spec shared by every chapter, the CLI and the runner.
 
-Both the Training and the Robustness chapter get their models through :func:`model_grid`,
-which goes through the one cached trainer (:func:`mer_lib.training.get_trained`): stored
-models are loaded, missing ones trained with a progress bar. So chapters run in any order and
-a re-run with new parameters computes only what is new.
+An :class:`Experiment` says what the book computes: the data (synthetic corpus settings or a
+folder with the real datasets, the excerpts), the models (variants x seeds, training
+overrides) and the attack grid (modes, the paper's epsilon, the epsilon sweep, steps). Every
+chapter declares the *same* parameter block (:func:`parameter_cell`, generated from
+:data:`PARAMETERS`) and builds the spec with one call, so Table 1 and Figure 3 always come
+from the same models:
+
+    exp = Experiment.from_namespace(globals())     # first code cell of every chapter
+
+:meth:`Experiment.from_parameters` checks *every* parameter before anything is computed:
+an unknown name, a malformed list (papermill's CLI passes lists as strings; they are read
+with :mod:`mer_lib.params`), a negative seed or an unknown variant is a one-line
+:class:`~mer_lib.errors.ParameterError` that names it. The runner (:mod:`mer_lib.runner`)
+turns a spec into train and attack jobs.
 
 Example:
-    >>> grid = model_grid(["a2e", "a2m2e"], [6, 21], data, "quick")     # doctest: +SKIP
-    >>> table = evaluate_grid(grid, data, "test")                       # doctest: +SKIP
+    >>> exp = Experiment.from_parameters(profile="smoke", variants="['a2e', 'a2m2e']",
+    ...                                  epsilons="[0.0005, 0.002]")
+    >>> exp.variants, exp.seeds, exp.epsilons, exp.epochs
+    (('a2e', 'a2m2e'), (6,), (0.0005, 0.002), 2)
+    >>> [(c.mode, c.epsilon) for c in exp.attack_grid()]
+    [('reference', 0.001), ('projected', 0.001), ('projected', 0.0005), ('projected', 0.002)]
+    >>> Experiment.from_parameters(profile="smoke", seeds=[6, -1])
+    Traceback (most recent call last):
+    ...
+    mer_lib.errors.ParameterError: seeds must be a non-empty list of distinct integers in [0, 2**32), got [6, -1]
+    >>> Experiment.from_parameters(epsilon_s=[0.1])
+    Traceback (most recent call last):
+    ...
+    mer_lib.errors.ParameterError: unknown parameter(s) ['epsilon_s']; the chapters take: profile, device, data, n_clips, clip_seconds, corpus_seed, spurious_cue, excerpt_seconds, excerpt_seed, variants, seeds, epochs, patience, width, lr, batch_size, modes, epsilon, epsilons, step_size, alpha_fraction, max_iterations, split, reference_logs
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from types import ModuleType
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from .data import MerTensors
-from .errors import ParameterError
-from .metrics import evaluate, predict
-from .models import get_variant
-from .paths import mer_home
-from .profiles import Profile, get_profile
-from .training import TrainedModel, get_trained
+from .errors import DataLayoutError, ParameterError, check_choice, check_int, check_number_list, check_positive
+from .params import parse_value
+from .profiles import PROFILES, Profile, get_profile
 
+MODES = ("reference", "projected")
+SPLITS = ("train", "valid", "test")
+ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One chapter parameter: its default, what it must be, and its comment in the block."""
+
+    name: str
+    default: Any
+    expected: str
+    comment: str
+    text: bool = False   # a string value is the value itself (not a literal to parse)
+
+
+#: The parameter block every chapter declares, in order (:func:`parameter_cell` renders it).
+PARAMETERS: tuple[Param, ...] = (
+    Param("profile", "quick", "one of " + "/".join(PROFILES), "smoke | quick | paper: the sizes below default to the profile's", True),
+    Param("device", "auto", "auto, cpu or cuda", "auto | cpu | cuda (auto: the GPU when there is one)", True),
+    Param("data", "synthetic", "'synthetic' or a folder", '"synthetic" or a folder with soundtracks/ and midlevel/ (real data)', True),
+    Param("n_clips", None, "an integer >= 10 or None", "synthetic corpus: number of clips (None: the profile's)"),
+    Param("clip_seconds", None, "a number > 0 or None", "synthetic corpus: clip length in seconds (None: the profile's)"),
+    Param("corpus_seed", 0, "an integer >= 0", "synthetic corpus: generator seed"),
+    Param("spurious_cue", None, "None or an emotion name", "synthetic corpus: None, or an emotion a nuisance sound follows (train/valid)", True),
+    Param("excerpt_seconds", None, "a number > 0 or None", "model input length in seconds (None: the profile's)"),
+    Param("excerpt_seed", 0, "an integer >= 0", "seed of the random excerpt positions"),
+    Param("variants", list(ALL_VARIANTS), "a list of variant names", "the systems to train and attack"),
+    Param("seeds", None, "a list of integers", "training seeds (None: the profile's)"),
+    Param("epochs", None, "an integer >= 1 or None", "training: maximum epochs (None: the profile's)"),
+    Param("patience", None, "an integer >= 1 or None", "training: early-stopping patience (None: the profile's)"),
+    Param("width", None, "a number > 0 or None", "training: channel-width multiplier (None: the profile's)"),
+    Param("lr", None, "a number > 0 or None", "training: Adam learning rate (None: the profile's)"),
+    Param("batch_size", None, "an integer >= 1 or None", "training: batch size (None: the profile's)"),
+    Param("modes", list(MODES), "a list of 'reference'/'projected'", "attacks at epsilon (Figure 3)"),
+    Param("epsilon", 0.001, "a number > 0", "the paper's epsilon"),
+    Param("epsilons", None, "a list of numbers > 0", "epsilon sweep of the projected attack (None: the profile's)"),
+    Param("step_size", 0.002, "a number > 0", "reference attack: Adam's learning rate"),
+    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step alpha = alpha_fraction * epsilon"),
+    Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)"),
+    Param("split", "test", "train, valid or test", "the clips that are attacked", True),
+    Param("reference_logs", None, "None or a folder", "folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
+)
+PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
+_BY_NAME = {p.name: p for p in PARAMETERS}
+#: Names an IPython kernel defines itself (skipped by :meth:`Experiment.from_namespace`).
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def parameter_cell() -> str:
+    """The source of the cell tagged ``parameters`` that every chapter carries (one truth)."""
+    lines = ["# The experiment: the same parameters in every chapter (mer_lib.experiments.PARAMETERS)."]
+    for p in PARAMETERS:
+        lines.append(f"{p.name} = {p.default!r}".ljust(27) + f"# {p.comment}")
+    return "\n".join(lines).replace("'", '"')
+
+
+def parse_parameters(params: dict) -> dict:
+    """``params`` with strings parsed as papermill's CLI needs (:mod:`mer_lib.params`); unknown names fail.
+
+    Example:
+        >>> parse_parameters({"seeds": "[6, 21]", "data": "/data/mer"})
+        {'seeds': [6, 21], 'data': '/data/mer'}
+    """
+    unknown = [name for name in params if name not in _BY_NAME]
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; the chapters take: "
+                             + ", ".join(PARAMETER_NAMES))
+    parsed = {}
+    for name, value in params.items():
+        spec = _BY_NAME[name]
+        if not spec.text:
+            value = parse_value(name, value, spec.expected)
+        elif value == "None" and spec.default is None:   # bookbuild -p spurious_cue None
+            value = None
+        parsed[name] = value
+    return parsed
+
+
+# --------------------------------------------------------------------------------------
+# Checks of single parameters
+# --------------------------------------------------------------------------------------
 
 def check_variants(variants) -> list[str]:
     """Validate a list of variant names (a papermill parameter) and return it as a list."""
+    from .models import get_variant
+
     if isinstance(variants, str) or not isinstance(variants, (list, tuple)) or not variants:
         raise ParameterError(f"variants must be a non-empty list of variant names, got {variants!r}")
-    return [get_variant(v).name for v in variants]
+    names = [get_variant(v).name for v in variants]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"variants must not repeat a name, got {variants!r}")
+    return names
 
 
 def check_seeds(seeds) -> list[int]:
-    """Validate a list of integer seeds (a papermill parameter) and return it as a list."""
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)) or not seeds \
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ParameterError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    return list(seeds)
+    """Validate a list of distinct seeds in [0, 2**32) (a papermill parameter); return a list."""
+    ok = (not isinstance(seeds, (str, bytes)) and isinstance(seeds, (list, tuple)) and seeds
+          and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**32
+                  for s in seeds)
+          and len(set(seeds)) == len(seeds))
+    if not ok:
+        raise ParameterError(f"seeds must be a non-empty list of distinct integers in [0, 2**32), got {seeds!r}")
+    return [int(s) for s in seeds]
 
 
-def model_grid(variants: Iterable[str], seeds: Iterable[int], data: MerTensors,
-               profile: Profile | str, run_dir: str | Path | None = None, *,
-               device: str = "auto", progress: bool = True, **overrides) -> dict[tuple[str, int], TrainedModel]:
-    """Every (variant, seed) model, loaded when stored, trained otherwise."""
-    profile = get_profile(profile) if isinstance(profile, str) else profile
-    run_dir = Path(run_dir) if run_dir is not None else mer_home()
-    grid = {}
-    for variant in check_variants(list(variants)):
-        for seed in check_seeds(list(seeds)):
-            grid[(variant, seed)] = get_trained(variant, seed, data, profile, run_dir,
-                                                device=device, progress=progress, **overrides)
-    return grid
+def _optional(name: str, value: Any, check) -> Any:
+    return None if value is None else check(name, value)
 
 
-def evaluate_grid(grid: dict[tuple[str, int], TrainedModel], data: MerTensors,
-                  split: str = "test") -> pd.DataFrame:
-    """One row per model with every metric of :func:`mer_lib.metrics.evaluate` on ``split``."""
+def _positive_number(name: str, value: Any) -> float:
+    return float(check_positive(name, value))
+
+
+def _at_least(minimum: int):
+    return lambda name, value: check_int(name, value, minimum=minimum)
+
+
+# --------------------------------------------------------------------------------------
+# The spec
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Experiment:
+    """What the book computes; build it with :meth:`from_parameters` (see the module doc).
+
+    Profile-dependent values (seeds, training sizes, epsilons, iterations) are stored
+    resolved, so two specs that compute the same thing compare equal. ``device`` and
+    ``reference_logs`` say where and with what to compare, not what is computed: they are
+    not part of :meth:`key`.
+    """
+
+    profile: str
+    device: str
+    data: str
+    n_clips: int | None
+    clip_seconds: float | None
+    corpus_seed: int
+    spurious_cue: str | None
+    excerpt_seconds: float | None
+    excerpt_seed: int
+    variants: tuple[str, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    patience: int
+    width: float
+    lr: float
+    batch_size: int
+    modes: tuple[str, ...]
+    epsilon: float
+    epsilons: tuple[float, ...]
+    step_size: float
+    alpha_fraction: float
+    max_iterations: int
+    split: str
+    reference_logs: str | None
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_parameters(cls, **params) -> "Experiment":
+        """The spec from chapter parameters (strings from papermill's CLI are parsed).
+
+        Every parameter is checked here, before any corpus is generated or model trained.
+        """
+        values = {p.name: p.default for p in PARAMETERS}
+        values.update(parse_parameters(params))
+        return cls._validated(values)
+
+    @classmethod
+    def from_namespace(cls, namespace: dict) -> "Experiment":
+        """The spec from a notebook's globals: every non-private, non-callable name is a parameter.
+
+        Called in a chapter's first code cell, the names are exactly the parameter cell's plus
+        the ones papermill injected, so a misspelt ``-p`` name is reported here.
+        """
+        params = {k: v for k, v in namespace.items()
+                  if not k.startswith("_") and k not in _KERNEL_NAMES
+                  and not isinstance(v, ModuleType) and not inspect.isclass(v) and not callable(v)}
+        return cls.from_parameters(**params)
+
+    @classmethod
+    def _validated(cls, v: dict) -> "Experiment":
+        from .runtime import resolve_device
+
+        if not isinstance(v["profile"], str) or v["profile"] not in PROFILES:
+            raise ParameterError(f"profile must be one of {sorted(PROFILES)}, got {v['profile']!r}")
+        prof = get_profile(v["profile"])
+        if not isinstance(v["device"], str):
+            raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda', got {v['device']!r}")
+        resolve_device(v["device"])
+        data = "synthetic" if v["data"] in (None, "synthetic") else v["data"]
+        if not isinstance(data, (str, Path)):
+            raise ParameterError(f"data must be 'synthetic' or a folder, got {data!r}")
+        data = str(data)
+        n_clips = _optional("n_clips", v["n_clips"], _at_least(10))
+        clip_seconds = _optional("clip_seconds", v["clip_seconds"], _positive_number)
+        corpus_seed = check_int("corpus_seed", v["corpus_seed"], minimum=0)
+        cue = v["spurious_cue"]
+        if cue is not None:
+            from .datasets import EMOTIONS
+            check_choice("spurious_cue", cue, [None, *EMOTIONS])
+        if data != "synthetic":
+            if not Path(data).expanduser().is_dir():
+                raise DataLayoutError(
+                    f"data folder {data} does not exist; expected a folder holding soundtracks/ "
+                    "(Set1/*.mp3 and mean_ratings_set1.csv) and optionally midlevel/, or data='synthetic'")
+            used = [k for k, default in (("n_clips", None), ("clip_seconds", None), ("corpus_seed", 0),
+                                         ("spurious_cue", None)) if v[k] != default]
+            if used:
+                raise ParameterError(f"{', '.join(used)} only apply to the synthetic corpus, not to data={data!r}")
+        excerpt_seconds = _optional("excerpt_seconds", v["excerpt_seconds"], _positive_number)
+        excerpt_seed = check_int("excerpt_seed", v["excerpt_seed"], minimum=0)
+        variants = tuple(check_variants(v["variants"]))
+        seeds = tuple(check_seeds(list(prof.seeds) if v["seeds"] is None else v["seeds"]))
+
+        def pick(name, check):
+            value = getattr(prof, name) if v[name] is None else v[name]
+            return check(name, value)
+
+        training = dict(epochs=pick("epochs", _at_least(1)), patience=pick("patience", _at_least(1)),
+                        width=pick("width", _positive_number), lr=pick("lr", _positive_number),
+                        batch_size=pick("batch_size", _at_least(1)))
+        modes = v["modes"]
+        if isinstance(modes, str) or not isinstance(modes, (list, tuple)) or not modes:
+            raise ParameterError(f"modes must be a non-empty list of {list(MODES)}, got {modes!r}")
+        modes = tuple(dict.fromkeys(check_choice("modes[]", m, MODES) for m in modes))
+        epsilons = v["epsilons"] if v["epsilons"] is not None else list(prof.epsilons)
+        attack = dict(
+            epsilon=_positive_number("epsilon", v["epsilon"]),
+            epsilons=tuple(sorted(float(e) for e in check_number_list("epsilons", epsilons))),
+            step_size=_positive_number("step_size", v["step_size"]),
+            alpha_fraction=_positive_number("alpha_fraction", v["alpha_fraction"]),
+            max_iterations=check_int("max_iterations", prof.attack_iterations if v["max_iterations"] is None
+                                     else v["max_iterations"], minimum=1),
+            split=check_choice("split", v["split"], SPLITS))
+        logs = v["reference_logs"]
+        if logs is not None and not (isinstance(logs, (str, Path)) and Path(logs).expanduser().is_dir()):
+            raise ParameterError(f"reference_logs must be None or an existing folder, got {logs!r}")
+        exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,
+                  clip_seconds=clip_seconds, corpus_seed=corpus_seed, spurious_cue=cue,
+                  excerpt_seconds=excerpt_seconds, excerpt_seed=excerpt_seed, variants=variants,
+                  seeds=seeds, modes=modes, reference_logs=None if logs is None else str(logs),
+                  **training, **attack)
+        for variant in variants:      # the training and attack configurations validate too
+            exp.train_config(variant, seeds[0])
+        exp.attack_grid()
+        return exp
+
+    # ---------------------------------------------------------------- what it computes
+    @property
+    def profile_spec(self) -> Profile:
+        """The :class:`~mer_lib.profiles.Profile` with this spec's excerpt length."""
+        return get_profile(self.profile, excerpt_seconds=self.excerpt_seconds)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data == "synthetic"
+
+    def train_overrides(self) -> dict:
+        """Training sizes for :meth:`mer_lib.training.TrainConfig.from_profile`."""
+        return dict(epochs=self.epochs, patience=self.patience, width=self.width, lr=self.lr,
+                    batch_size=self.batch_size)
+
+    def train_config(self, variant: str, seed: int):
+        """The :class:`~mer_lib.training.TrainConfig` of one model of the grid."""
+        from .training import TrainConfig
+
+        return TrainConfig.from_profile(self.profile, variant, seed, **self.train_overrides())
+
+    def models(self) -> list[tuple[str, int]]:
+        """Every (variant, seed) of the grid, variant-major."""
+        return [(v, s) for v in self.variants for s in self.seeds]
+
+    def attack_config(self, mode: str, epsilon: float):
+        """The :class:`~mer_lib.attacks.AttackConfig` of one attack of the grid."""
+        from .attacks import AttackConfig
+
+        check_choice("mode", mode, MODES)
+        if mode == "reference":
+            return AttackConfig(mode="reference", epsilon=epsilon, step_size=self.step_size,
+                                max_iterations=self.max_iterations)
+        return AttackConfig(mode="projected", epsilon=epsilon, step_size=self.alpha_fraction * epsilon,
+                            max_iterations=self.max_iterations)
+
+    def attack_grid(self) -> list:
+        """Every attack configuration, once: each mode at ``epsilon``, then the projected sweep."""
+        configs = [self.attack_config(m, self.epsilon) for m in self.modes]
+        configs += [self.attack_config("projected", e) for e in self.epsilons]
+        return list(dict.fromkeys(configs))
+
+    def load_kwargs(self) -> dict:
+        """Keyword arguments of :func:`mer_lib.data.load_dataset` for this spec's data."""
+        return dict(data=self.data, spurious_cue=self.spurious_cue, n_clips=self.n_clips,
+                    clip_seconds=self.clip_seconds, excerpt_seconds=self.excerpt_seconds,
+                    synth_seed=self.corpus_seed, excerpt_seed=self.excerpt_seed)
+
+    # ---------------------------------------------------------------- identity
+    def to_dict(self) -> dict:
+        """All fields, JSON-serialisable (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def key(self) -> str:
+        """Short hash of what the spec computes (everything but ``device`` and ``reference_logs``)."""
+        d = self.to_dict()
+        d.pop("device")
+        d.pop("reference_logs")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def parameters(self) -> dict:
+        """The parameters that rebuild this spec (``from_parameters(**exp.parameters())``)."""
+        return self.to_dict()
+
+    def describe(self) -> str:
+        """One line for logs: profile, grid and attacks."""
+        data = "synthetic corpus" if self.synthetic else self.data
+        return (f"experiment {self.key()}: profile {self.profile}, {data}, {len(self.variants)} variants "
+                f"x {len(self.seeds)} seeds (width {self.width:g}, <= {self.epochs} epochs), "
+                f"{len(self.attack_grid())} attack configurations x {self.max_iterations} iterations "
+                f"on the {self.split} split")
+
+
+# --------------------------------------------------------------------------------------
+# Tables of a grid of trained models
+# --------------------------------------------------------------------------------------
+
+def evaluate_grid(grid: dict, data, split: str = "test") -> pd.DataFrame:
+    """One row per model of ``{(variant, seed): TrainedModel}`` with every metric on ``split``."""
+    from .metrics import evaluate, predict
+
     x, emotions, midlevel = data.subset(split)
     rows = []
     for (variant, seed), trained in grid.items():
@@ -69,7 +389,7 @@ def evaluate_grid(grid: dict[tuple[str, int], TrainedModel], data: MerTensors,
 
 
 def mean_std(table: pd.DataFrame, columns: list[str], by: str = "variant") -> pd.DataFrame:
-    """``mean ± std`` strings per group (std with ddof=1; '–' where a group has one row)."""
+    """``mean ± std`` strings per group (std with ddof=1; no ± where a group has one row)."""
     agg = table.groupby(by, sort=False)[columns].agg(["mean", "std", "count"])
     out = {}
     for col in columns:
@@ -77,3 +397,17 @@ def mean_std(table: pd.DataFrame, columns: list[str], by: str = "variant") -> pd
         out[col] = [f"{a:.2f} ± {b:.2f}" if c > 1 and np.isfinite(b) else f"{a:.2f}"
                     for a, b, c in zip(m, s, n)]
     return pd.DataFrame(out, index=agg.index)
+
+
+def model_grid(variants: Iterable[str], seeds: Iterable[int], data, profile: Profile | str,
+               run_dir: str | Path | None = None, *, device: str = "auto", progress: bool = True,
+               **overrides) -> dict:
+    """Every (variant, seed) model, loaded when stored, trained otherwise (kept for old callers;
+    chapters use :class:`mer_lib.runner.Runner`)."""
+    from .paths import mer_home
+    from .training import get_trained
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    run_dir = Path(run_dir) if run_dir is not None else mer_home()
+    return {(v, s): get_trained(v, s, data, profile, run_dir, device=device, progress=progress, **overrides)
+            for v in check_variants(list(variants)) for s in check_seeds(list(seeds))}

@@ -1,12 +1,18 @@
-"""Cached attack tables: one CSV per (trained model, attack configuration, split).
+"""Stored attack results: one folder per (trained model, attack, split, data, engine version).
 
-:func:`run_attack` attacks a trained model on one split and stores the tidy table of
-:meth:`~mer_lib.attacks.AttackResult.to_frame` (plus identifying columns) as
-``<run_dir>/attacks/<trained.key>/<config.key()>_<split>.csv`` next to a JSON file with
-the configuration. Asking again returns the stored table without recomputing, so a
-chapter re-executed with new epsilons only attacks what is new. Files are written to a
-temporary name first and moved into place with ``os.replace`` (atomic), so an
-interrupted run never leaves a half-written table behind.
+:func:`get_attack` attacks a trained model on one split and stores the tidy table of
+:meth:`~mer_lib.attacks.AttackResult.to_frame` (plus identifying columns) as one unit::
+
+    <run_dir>/attacks/<model key>/<result key>/table.csv   the table
+    <run_dir>/attacks/<model key>/<result key>/meta.json   what it was computed for
+
+The result key hashes the model key, the attack configuration, the split, the data identity
+and :data:`~mer_lib.attacks.engine.ENGINE_VERSION` (:func:`result_identity`), so a copied
+store finds its results and a new engine version never reads an old table. Both files are
+written into a temporary sibling folder that is renamed into place at the end: a result is
+either complete or absent, whatever is killed when. Asking again returns the stored table
+without recomputing; a lock (:func:`mer_lib.locks.work_lock`) makes concurrent workers
+compute each result once. :func:`run_attack` returns just the table.
 
 Example (``trained`` from :mod:`mer_lib.training`, ``data`` a :class:`~mer_lib.data.MerTensors`)::
 
@@ -15,7 +21,11 @@ Example (``trained`` from :mod:`mer_lib.training`, ``data`` a :class:`~mer_lib.d
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,42 +33,103 @@ import torch
 
 from ..data import MerTensors
 from ..errors import CheckpointError, ParameterError
-from ..paths import atomic_path
+from ..locks import work_lock
 from ..runtime import resolve_device
 from .config import AttackConfig
-from .engine import attack
+from .engine import ENGINE_VERSION, attack
+
+TABLE, META = "table.csv", "meta.json"
 
 
-def attack_paths(trained_key: str, config: AttackConfig, split: str,
-                 run_dir: str | Path) -> tuple[Path, Path]:
-    """Where the table and its JSON live."""
-    folder = Path(run_dir) / "attacks" / str(trained_key)
-    stem = f"{config.key()}_{split}"
-    return folder / f"{stem}.csv", folder / f"{stem}.json"
+def result_identity(model_key: str, config: AttackConfig, split: str, data_identity: str) -> dict:
+    """What a stored result is keyed by.
+
+    Example:
+        >>> result_identity("m1", AttackConfig(epsilon=0.01), "test", "d1")["engine"] == ENGINE_VERSION
+        True
+    """
+    return {"engine": ENGINE_VERSION, "model": str(model_key), "attack": config.to_dict(),
+            "split": split, "data": str(data_identity)}
 
 
-def _write_atomic(path: Path, write) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        write(fh)
+def result_key(identity: dict) -> str:
+    """Short sha256 (16 hex digits) of a :func:`result_identity`."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def result_dir(run_dir: str | Path, model_key: str, config: AttackConfig, split: str,
+               data_identity: str) -> Path:
+    """The folder of one result (it exists only once the result is complete)."""
+    key = result_key(result_identity(model_key, config, split, data_identity))
+    return Path(run_dir) / "attacks" / str(model_key) / key
+
+
+def is_stored(folder: str | Path) -> bool:
+    """True when ``folder`` holds a complete result."""
+    return (Path(folder) / META).is_file()
 
 
 #: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
+def load_result(folder: str | Path, expected: dict | None = None) -> pd.DataFrame:
+    """The table stored in ``folder``; with ``expected`` (a :func:`result_identity`) checked first."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META).read_text())
+        table = pd.read_csv(folder / TABLE, dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the attack result {folder} ({exc}); delete the folder "
+                              f"to recompute it") from None
+    if expected is not None and meta.get("identity") != expected:
+        raise CheckpointError(f"the attack result {folder} was computed for {meta.get('identity')}, "
+                              f"not for {expected}; delete the folder to recompute it")
+    return table
 
 
-def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = "test",
+def _write_result(folder: Path, table: pd.DataFrame, meta: dict) -> None:
+    """Write both files into a temporary sibling folder, then rename it into place (atomic)."""
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name, text in ((TABLE, table.to_csv(index=False)), (META, json.dumps(meta, indent=2, sort_keys=True))):
+            with open(tmp / name, "w", newline="") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        if folder.exists():              # an incomplete leftover (no meta.json); we hold the lock
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class StoredTable:
+    """An attack table with where it is stored and whether this call computed it."""
+
+    table: pd.DataFrame
+    path: Path
+    computed_now: bool
+
+
+def describe(config: AttackConfig) -> str:
+    """Short description for logs: ``projected eps=0.001``."""
+    return f"{config.mode} eps={config.epsilon:g}"
+
+
+def get_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = "test",
                run_dir: str | Path, batch_size: int | None = None,
-               device: str | torch.device | None = None, progress: bool = True) -> pd.DataFrame:
-    """Attack ``trained.model`` on one split of ``data``; cached (see the module docstring).
+               device: str | torch.device | None = None, progress: bool = True) -> StoredTable:
+    """The stored result of attacking ``trained`` on ``split``, computed when missing.
 
     ``trained`` is a :class:`mer_lib.training.TrainedModel` (anything with ``.model``,
     ``.key`` and ``.config.variant`` / ``.config.seed``). The model is put in eval mode for
     the attack (its previous mode and device are restored afterwards). ``device`` defaults
-    to CUDA when available. Returns the table of
+    to CUDA when available. The table is that of
     :meth:`~mer_lib.attacks.AttackResult.to_frame` plus the columns ``variant, seed,
     model_key, split, mode, epsilon, norm, step_size``.
     """
@@ -66,19 +137,22 @@ def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = 
         raise ParameterError(f"config must be an AttackConfig, got {type(config).__name__}")
     if split not in data.split:
         raise ParameterError(f"split must be one of {list(data.split)}, got {split!r}")
-    csv_path, json_path = attack_paths(trained.key, config, split, run_dir)
-    meta = {"attack": config.to_dict(), "model_key": str(trained.key), "split": split,
-            "data": data.identity}
-    if csv_path.is_file():
-        if json_path.is_file():
-            stored = json.loads(json_path.read_text())
-            if stored.get("data") != data.identity or stored.get("attack") != meta["attack"]:
-                raise CheckpointError(
-                    f"{json_path} was computed for data {stored.get('data')!r} and attack "
-                    f"{stored.get('attack')}, not for data {data.identity!r} and {meta['attack']}; "
-                    f"delete {csv_path.parent} to recompute")
-        return _read_table(csv_path)
+    identity = result_identity(trained.key, config, split, data.identity)
+    folder = result_dir(run_dir, trained.key, config, split, data.identity)
+    if is_stored(folder):
+        return StoredTable(load_result(folder, identity), folder, False)
+    what = f"attack {trained.config.variant} seed {trained.config.seed} {describe(config)} ({folder.name})"
+    with work_lock(folder.with_name(folder.name + ".lock"), what=what):
+        if is_stored(folder):             # another worker finished it while we waited
+            return StoredTable(load_result(folder, identity), folder, False)
+        table = _compute(trained, data, config, split, batch_size, device, progress)
+        meta = {"identity": identity, "key": folder.name, "variant": trained.config.variant,
+                "seed": int(trained.config.seed), "rows": len(table)}
+        _write_result(folder, table, meta)
+    return StoredTable(load_result(folder, identity), folder, True)
 
+
+def _compute(trained, data, config, split, batch_size, device, progress) -> pd.DataFrame:
     x, y, _ = data.subset(split)
     ids = [data.ids[i] for i in data.split[split]]
     device = resolve_device(device)
@@ -88,17 +162,21 @@ def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = 
     was_training = model.training
     try:
         model.to(device).eval()
-        result = attack(model, x.to(device), y.to(device), config,
-                        batch_size=batch_size, progress=progress)
+        result = attack(model, x.to(device), y.to(device), config, batch_size=batch_size, progress=progress)
     finally:
         model.to(home).train(was_training)
-
     table = result.to_frame(ids, data.mean, data.std)
     extra = {"variant": trained.config.variant, "seed": int(trained.config.seed),
              "model_key": str(trained.key), "split": split, "mode": config.mode,
              "epsilon": config.epsilon, "norm": config.norm, "step_size": config.step_size}
     for i, (name, value) in enumerate(extra.items()):
         table.insert(1 + i, name, value)
-    _write_atomic(csv_path, lambda fh: table.to_csv(fh, index=False))
-    _write_atomic(json_path, lambda fh: json.dump(meta, fh, indent=2, sort_keys=True))
-    return _read_table(csv_path)
+    return table
+
+
+def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = "test",
+               run_dir: str | Path, batch_size: int | None = None,
+               device: str | torch.device | None = None, progress: bool = True) -> pd.DataFrame:
+    """The table of :func:`get_attack` (computed when missing, else read from the store)."""
+    return get_attack(trained, data, config, split=split, run_dir=run_dir, batch_size=batch_size,
+                      device=device, progress=progress).table

@@ -1,0 +1,361 @@
+"""From an experiment to jobs: what is stored, what is missing, and running the rest.
+
+An :class:`~mer_lib.experiments.Experiment` becomes one :class:`TrainJob` per (variant, seed)
+and one :class:`AttackJob` per (model, attack configuration). A job is *done* when its
+result is in the store (:mod:`mer_lib.store`): a model folder with ``model.pt``, an attack
+folder with ``meta.json``. :meth:`Runner.plan` lists every job with its status;
+:meth:`Runner.run` executes the missing ones with an *engine*:
+
+- ``"inprocess"`` (default): one after the other in this process, training first;
+- ``"ray"``: one Ray task per job (:mod:`mer_lib.ray_engine`), attacks depending on their model.
+
+Either way the work itself goes through the one cached, locked code path
+(:func:`mer_lib.training.get_trained`, :func:`mer_lib.attacks.results.get_attack`), so the
+chapters, ``python -m mer_lib run`` and any number of concurrent workers on one ``MER_HOME``
+compute each model and table once. Progress goes to stderr, one line per job and per
+epoch (``make book`` shows it while a chapter runs; the built pages do not).
+
+Example:
+    >>> from mer_lib.experiments import Experiment
+    >>> runner = Runner(Experiment.from_parameters(profile="smoke"))    # doctest: +SKIP
+    >>> print(runner.plan_text())                                       # doctest: +SKIP
+    >>> runner.run()                                                    # doctest: +SKIP
+    >>> grid = runner.models()          # {(variant, seed): TrainedModel}  # doctest: +SKIP
+    >>> table = runner.attack_table(runner.exp.attack_config("projected", 0.001))  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .errors import MerError, ParameterError
+from .experiments import Experiment
+from .paths import mer_home
+from .store import open_store
+
+ENGINES = ("inprocess", "ray")
+
+
+class JobError(MerError, RuntimeError):
+    """Some jobs of a run failed; the message lists them (the other jobs were completed)."""
+
+
+def stderr_log(message: str) -> None:
+    """The default progress sink: one flushed line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Train (or find) one model of the grid."""
+
+    variant: str
+    seed: int
+    key: str                              # the model key (its folder name)
+    kind = "train"
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class AttackJob:
+    """Attack one model with one configuration on the experiment's split."""
+
+    model: TrainJob
+    config: object                        # an AttackConfig (hashable)
+    split: str
+    key: str                              # the result key (its folder name)
+    kind = "attack"
+
+    @property
+    def name(self) -> str:
+        from .attacks.results import describe
+
+        return f"{self.model.name}, {describe(self.config)}"
+
+
+@dataclass
+class RunReport:
+    """What a run did: counts, failures and wall time."""
+
+    engine: str
+    trained: list[str] = field(default_factory=list)          # models trained by this run
+    found_trained: list[str] = field(default_factory=list)    # trained meanwhile by another worker
+    attacked: list[str] = field(default_factory=list)
+    found_attacked: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)      # job name -> one-line reason
+    skipped: dict[str, str] = field(default_factory=dict)     # job name -> why (its model failed)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"trained {len(self.trained)} model(s)", f"ran {len(self.attacked)} attack(s)"]
+        if self.found_trained or self.found_attacked:
+            parts.append(f"found {len(self.found_trained) + len(self.found_attacked)} finished by "
+                         f"another worker")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return f"{', '.join(parts)} in {self.seconds:.1f} s ({self.engine})"
+
+    def raise_on_failure(self) -> None:
+        if not self.failed:
+            return
+        first = "; ".join(f"{name}: {why}" for name, why in list(self.failed.items())[:3])
+        more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
+        skipped = f"; {len(self.skipped)} attack(s) skipped because their model failed" if self.skipped else ""
+        raise JobError(f"{len(self.failed)} job(s) failed: {first}{more}{skipped}; fix the cause and "
+                       f"run again (finished jobs are kept)")
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+class Runner:
+    """The jobs of one experiment against one store (``run_dir``, default :func:`mer_home`).
+
+    Args:
+        experiment: the spec.
+        run_dir: the store; the data cache and generated corpora live there too.
+        data: the :class:`~mer_lib.data.MerTensors`, when already loaded (e.g. in a worker).
+        log: progress sink (default: a line on stderr); ``None``-like ``lambda m: None`` to mute.
+    """
+
+    def __init__(self, experiment: Experiment, run_dir: str | Path | None = None, *, data=None,
+                 log: Callable[[str], None] | None = None) -> None:
+        if not isinstance(experiment, Experiment):
+            raise ParameterError(f"experiment must be an Experiment, got {type(experiment).__name__}")
+        self.exp = experiment
+        self.run_dir = open_store(Path(run_dir) if run_dir is not None else mer_home())
+        self._data = data
+        self.log = log or stderr_log
+        self._models: dict[tuple[str, int], object] = {}
+
+    # ------------------------------------------------------------------ data and jobs
+    @property
+    def data(self):
+        """The experiment's :class:`~mer_lib.data.MerTensors` (loaded, or generated, on first use)."""
+        if self._data is None:
+            from .data import load_dataset
+
+            self._data = load_dataset(self.exp.profile, home=self.run_dir, device=self.device,
+                                      **self.exp.load_kwargs())
+        return self._data
+
+    @property
+    def device(self):
+        """The experiment's device as a ``torch.device`` (``auto``: CUDA when available)."""
+        from .runtime import resolve_device
+
+        return resolve_device(self.exp.device)
+
+    def train_jobs(self) -> list[TrainJob]:
+        """One job per (variant, seed), in the experiment's order."""
+        from .training import run_identity, run_key
+
+        return [TrainJob(v, s, run_key(run_identity(self.exp.train_config(v, s), self.data)))
+                for v, s in self.exp.models()]
+
+    def attack_jobs(self) -> list[AttackJob]:
+        """One job per (attack configuration, model)."""
+        from .attacks.results import result_identity, result_key
+
+        jobs = []
+        for config in self.exp.attack_grid():
+            for tj in self.train_jobs():
+                identity = result_identity(tj.key, config, self.exp.split, self.data.identity)
+                jobs.append(AttackJob(tj, config, self.exp.split, result_key(identity)))
+        return jobs
+
+    def jobs(self, kinds=("train", "attack")) -> list:
+        """Train jobs, then attack jobs (of the requested kinds)."""
+        _check_kinds(kinds)
+        return (self.train_jobs() if "train" in kinds else []) + \
+               (self.attack_jobs() if "attack" in kinds else [])
+
+    def path(self, job) -> Path:
+        """Where a job's result is stored."""
+        if job.kind == "train":
+            return self.run_dir / "models" / job.variant / job.key
+        return self.run_dir / "attacks" / job.model.key / job.key
+
+    def is_done(self, job) -> bool:
+        """True when the job's result is in the store."""
+        from .attacks.results import is_stored
+
+        path = self.path(job)
+        return (path / "model.pt").is_file() if job.kind == "train" else is_stored(path)
+
+    def missing(self, kinds=("train", "attack")) -> list:
+        """The jobs whose results are not stored yet."""
+        return [job for job in self.jobs(kinds) if not self.is_done(job)]
+
+    def plan(self, kinds=("train", "attack")) -> pd.DataFrame:
+        """Every job with its status (``stored`` / ``to do``) and what it needs."""
+        rows = []
+        for job in self.jobs(kinds):
+            done = self.is_done(job)
+            needs = ""
+            if job.kind == "attack" and not self.is_done(job.model):
+                needs = f"model {job.model.key} (to train)"
+            rows.append({"kind": job.kind, "job": job.name, "key": job.key,
+                         "status": "stored" if done else "to do", "needs": needs})
+        return pd.DataFrame(rows, columns=["kind", "job", "key", "status", "needs"])
+
+    def plan_text(self, kinds=("train", "attack"), *, show_stored: bool = False) -> str:
+        """:meth:`plan` as a text table (missing jobs only unless ``show_stored``) and a count line."""
+        table = self.plan(kinds)
+        todo = table[table.status == "to do"]
+        lines = [self.exp.describe(), f"store: {self.run_dir}  (data {self.data.identity})"]
+        shown = table if show_stored else todo
+        if len(shown):
+            lines.append(shown.to_string(index=False))
+        counts = []
+        for kind, label in (("train", "model"), ("attack", "attack")):
+            part = table[table.kind == kind]
+            if len(part):
+                n_todo = int((part.status == "to do").sum())
+                counts.append(f"{kind}: {n_todo} of {len(part)} {label}{'s' if len(part) != 1 else ''} to do")
+        lines.append("; ".join(counts) if counts else "no jobs")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ executing one job
+    def _epoch_logger(self, job: TrainJob, epochs: int):
+        every = max(1, epochs // 20)
+
+        def on_epoch_end(epoch: int, row: dict) -> None:
+            if epoch == 1 or epoch % every == 0 or epoch == epochs:
+                adv = " (adversarial)" if row.get("adversarial") else ""
+                self.log(f"    {job.name}: epoch {epoch}/{epochs}{adv}, loss {row['train_loss']:.4f}, "
+                         f"valid r {row['valid_r']:.3f}, {row['seconds']:.1f} s")
+        return on_epoch_end
+
+    def train(self, job: TrainJob):
+        """The trained model of ``job`` (loaded when stored, else trained with progress lines)."""
+        from .training import get_trained
+
+        if (job.variant, job.seed) not in self._models:
+            tm = get_trained(job.variant, job.seed, self.data, self.exp.profile, self.run_dir,
+                             device=self.device, progress=False,
+                             on_epoch_end=self._epoch_logger(job, self.exp.epochs),
+                             **self.exp.train_overrides())
+            self._models[(job.variant, job.seed)] = tm
+        return self._models[(job.variant, job.seed)]
+
+    def attack(self, job: AttackJob):
+        """The :class:`~mer_lib.attacks.results.StoredTable` of ``job`` (computed when missing)."""
+        from .attacks.results import get_attack
+
+        trained = self.train(job.model)
+        return get_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
+                          device=self.device, progress=False)
+
+    def execute(self, job) -> bool:
+        """Run one job; True when this call computed it (False: it was stored meanwhile)."""
+        if job.kind == "train":
+            return bool(self.train(job).trained_now)
+        return self.attack(job).computed_now
+
+    # ------------------------------------------------------------------ running many
+    def run(self, engine: str = "inprocess", *, kinds=("train", "attack"), address: str | None = None,
+            raise_on_failure: bool = True) -> RunReport:
+        """Execute every missing job of ``kinds`` with ``engine`` (see the module docstring).
+
+        A failing job does not stop the others; attacks of a failed model are skipped. At the
+        end a :class:`JobError` lists the failures (unless ``raise_on_failure=False``).
+        """
+        if engine not in ENGINES:
+            raise ParameterError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+        todo = self.missing(kinds)
+        n_train = sum(j.kind == "train" for j in todo)
+        self.log(f"{self.exp.describe()}\n  to do: {n_train} model(s) to train, "
+                 f"{len(todo) - n_train} attack(s) to run ({engine})")
+        t0 = time.perf_counter()
+        if engine == "ray":
+            from .ray_engine import run_on_ray
+
+            report = run_on_ray(self, todo, address=address)
+        else:
+            report = self._run_inprocess(todo)
+        report.seconds = time.perf_counter() - t0
+        self.log(f"  done: {report.summary()}")
+        if raise_on_failure:
+            report.raise_on_failure()
+        return report
+
+    def _run_inprocess(self, jobs: list) -> RunReport:
+        report = RunReport("inprocess")
+        failed_models: dict[str, str] = {}
+        for i, job in enumerate(jobs, 1):
+            head = f"[job {i}/{len(jobs)}] {job.kind} {job.name}"
+            if job.kind == "attack" and job.model.name in failed_models:
+                report.skipped[job.name] = f"its model failed ({failed_models[job.model.name]})"
+                self.log(f"{head}: skipped, its model failed")
+                continue
+            self.log(f"{head}: {'training' if job.kind == 'train' else 'attacking'} ...")
+            t0 = time.perf_counter()
+            try:
+                computed = self.execute(job)
+            except (MerError, RuntimeError, ValueError, OSError) as exc:
+                report.failed[f"{job.kind} {job.name}"] = _one_line(exc)
+                if job.kind == "train":
+                    failed_models[job.name] = _one_line(exc)
+                self.log(f"{head}: FAILED: {_one_line(exc)}")
+                continue
+            record(report, job, computed)
+            self.log(f"{head}: {'done' if computed else 'found in the store'} in "
+                     f"{time.perf_counter() - t0:.1f} s")
+        return report
+
+    # ------------------------------------------------------------------ what the chapters read
+    def models(self) -> dict:
+        """``{(variant, seed): TrainedModel}`` of the whole grid (missing models trained first)."""
+        if self.missing(("train",)):
+            self.run(kinds=("train",))
+        return {(j.variant, j.seed): self.train(j) for j in self.train_jobs()}
+
+    @property
+    def trained_now(self) -> int:
+        """How many of the models this runner holds were trained by this process."""
+        return sum(bool(m.trained_now) for m in self._models.values())
+
+    def attack_table(self, config) -> pd.DataFrame:
+        """The per-example table of every model of the grid under one attack configuration."""
+        from .attacks.results import result_identity, result_key
+
+        jobs = []
+        for tj in self.train_jobs():
+            identity = result_identity(tj.key, config, self.exp.split, self.data.identity)
+            jobs.append(AttackJob(tj, config, self.exp.split, result_key(identity)))
+        missing = [j for j in jobs if not self.is_done(j)]
+        if missing:
+            report = self._run_inprocess(missing)
+            report.raise_on_failure()
+        return pd.concat([self.attack(j).table for j in jobs], ignore_index=True)
+
+    def attack_tables(self) -> dict:
+        """``{AttackConfig: table}`` for the experiment's whole attack grid (missing jobs run first)."""
+        if self.missing():
+            self.run()
+        return {config: self.attack_table(config) for config in self.exp.attack_grid()}
+
+
+def record(report: RunReport, job, computed: bool) -> None:
+    """Count one finished job in ``report``."""
+    if job.kind == "train":
+        (report.trained if computed else report.found_trained).append(job.name)
+    else:
+        (report.attacked if computed else report.found_attacked).append(job.name)
+
+
+def _check_kinds(kinds) -> None:
+    if isinstance(kinds, str) or not set(kinds) <= {"train", "attack"} or not kinds:
+        raise ParameterError(f"kinds must be a non-empty subset of ('train', 'attack'), got {kinds!r}")
