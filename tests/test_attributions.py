@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from mer_lib.attributions import (TopkAttackConfig, attribution_robustness, frozen,
+from mer_lib.attributions import (TopkAttackConfig, attribution_robustness,
                                   integrated_gradients, kendall_tau, make_baseline, output_change,
                                   path_integrated_gradients, saliency, silence_value,
                                   softplus_surrogate, topk_attack, topk_count, topk_intersection,
                                   topk_mask, topk_mass)
 from mer_lib.errors import ParameterError
-from mer_lib.models import build_model
+from mer_lib.models import build_model, frozen_normalisation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SHAPE = (3, 1, 16, 20)   # small inputs: examples, channel, frames, bins
@@ -38,19 +38,7 @@ def inputs(seed=1, shape=SHAPE):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-# ---------------------------------------------------------------------------- modes, baselines
-
-def test_frozen_restores_every_module_mode():
-    model = build_model("a2e", 0.0625).train()
-    model.features[3].eval()                       # a mixed state must come back as it was
-    before = [m.training for m in model.modules()]
-    with frozen(model):
-        assert not any(m.training for m in model.modules())
-    assert [m.training for m in model.modules()] == before
-    with pytest.raises(RuntimeError), frozen(model):
-        raise RuntimeError("boom")
-    assert [m.training for m in model.modules()] == before
-
+# ---------------------------------------------------------------------------- baselines
 
 def test_baselines():
     x = inputs()
@@ -97,7 +85,7 @@ def test_ig_is_complete_and_leaves_the_model_untouched():
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())   # BN stats too
     assert all(p.grad is None for p in model.parameters())
-    with torch.no_grad(), frozen(model):
+    with torch.no_grad(), frozen_normalisation(model):
         expected = model(x) - model(torch.zeros_like(x))
     gap = maps.flatten(2).sum(2) - expected
     assert gap.abs().max() < 1e-3 * expected.abs().max()
@@ -265,7 +253,7 @@ def test_topk_attack_keeps_the_prediction_within_tolerance():
     assert model.training and all(p.grad is None for p in model.parameters())
     assert bool((res.delta.abs() <= 0.03 + 1e-12).all())
     assert torch.equal(res.x_adv, x + res.delta)
-    with torch.no_grad(), frozen(model):
+    with torch.no_grad(), frozen_normalisation(model):
         change = output_change(model(x), model(res.x_adv))
     assert torch.allclose(change, res.output_change) and bool((change <= 0.02).all())
     # the kept maps are the model's own maps at x_adv, and the attack did lower tau

@@ -3,13 +3,16 @@
 Modules, one job each:
 
 - :mod:`.ig`         IG maps of the emotion outputs (captum, and a differentiable native
-  version), the baselines (``"zeros"`` = the standardised mean, ``"silence"``), and
-  :func:`frozen` (attribution passes run with BatchNorm/dropout frozen)
+  version) and the baselines (``"zeros"`` = the standardised mean, ``"silence"``)
 - :mod:`.saliency`   gradient saliency maps, for comparison
 - :mod:`.rar`        IG of the loss from x to x' (double backprop), the IG-NORM and
   IG-SUM-NORM objectives with a memory-bounded backward, and their inner maximisation
 - :mod:`.metrics`    top-k intersection and Kendall's tau-b between attribution maps
 - :mod:`.surrogate`  the softplus surrogate and the top-k attribution attack
+
+Every attribution pass runs under :func:`mer_lib.models.frozen_normalisation` (BatchNorm with
+running statistics, no dropout; modes restored afterwards) and never accumulates into the
+parameters' ``.grad`` (except :func:`rar_backward`, whose job that is).
 
 Shapes: models map ``(B, 1, frames, bins)`` to ``(B, 8)``; maps are ``(B, 8, 1, frames, bins)``
 for all emotions, ``(B, 1, frames, bins)`` for one.
@@ -22,7 +25,7 @@ Example:
     >>> kendall_tau(maps, maps).round(decimals=6).tolist()[0][:2]
     [1.0, 1.0]
 """
-from .ig import (BASELINES, METHODS, frozen, integrated_gradients, make_baseline,
+from .ig import (BASELINES, METHODS, integrated_gradients, make_baseline,
                  path_integrated_gradients, silence_value)
 from .metrics import (DEFAULT_K, attribution_robustness, kendall_tau, topk_count, topk_intersection,
                       topk_mask)
@@ -32,7 +35,7 @@ from .saliency import saliency
 from .surrogate import (TopkAttackConfig, TopkAttackResult, output_change, softplus_surrogate,
                         topk_attack, topk_mass)
 
-__all__ = ["BASELINES", "METHODS", "frozen", "integrated_gradients", "make_baseline",
+__all__ = ["BASELINES", "METHODS", "integrated_gradients", "make_baseline",
            "path_integrated_gradients", "silence_value", "saliency",
            "DEFAULT_K", "attribution_robustness", "kendall_tau", "topk_count", "topk_intersection",
            "topk_mask",

@@ -19,8 +19,9 @@ approximated by a quadrature with ``steps`` points. Its entries sum to ``f_j(x) 
   -mean / std`` after the standardisation with the training split's ``mean`` and ``std``
   (:attr:`mer_lib.data.MerTensors.mean` / ``.std``). A tensor of the input's shape (or of
   one example's shape) is accepted as well.
-- :func:`frozen` — every attribution pass runs with BatchNorm and dropout frozen
-  (``model.eval()``), and the modules' previous modes are restored afterwards.
+- every attribution pass runs with BatchNorm and dropout frozen
+  (:func:`mer_lib.models.frozen_normalisation`: running statistics, no dropout), and the
+  modules' previous modes are restored afterwards.
 
 No function here accumulates gradients into the model's parameters (they use
 ``torch.autograd.grad`` with respect to inputs only).
@@ -40,13 +41,11 @@ Example:
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 from torch import nn
 
 from ..errors import ParameterError, check_choice, check_int
+from ..models import frozen_normalisation
 
 #: captum's quadratures accepted by :func:`integrated_gradients`. Not "riemann_trapezoid":
 #: captum (0.9) gives its n points weights 1/n with the end points halved, which sum to
@@ -54,30 +53,6 @@ from ..errors import ParameterError, check_choice, check_int
 METHODS = ("riemann_right", "riemann_left", "riemann_middle", "gausslegendre")
 #: Named baselines of :func:`make_baseline`.
 BASELINES = ("zeros", "silence")
-
-
-@contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode (BatchNorm running statistics, no dropout) for the block.
-
-    Every submodule's ``training`` flag is restored on exit, also after an exception, so a
-    model that was training goes on training with its own mode untouched.
-
-    Example:
-        >>> net = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Dropout()).train()
-        >>> with frozen(net):
-        ...     net.training, net[1].training
-        (False, False)
-        >>> net.training, net[1].training
-        (True, True)
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def silence_value(mean: float, std: float) -> float:
@@ -160,8 +135,8 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, *, emotion: int | No
     """IG maps of the emotion outputs with captum's ``IntegratedGradients`` (detached).
 
     Args:
-        model: maps ``(B, 1, F, K)`` to ``(B, 8)`` (any number of outputs works); it is run
-            in eval mode (:func:`frozen`) and its modes are restored afterwards.
+        model: maps ``(B, 1, F, K)`` to ``(B, 8)`` (any number of outputs works); it runs
+            under :func:`mer_lib.models.frozen_normalisation` (modes restored afterwards).
         x: inputs ``(B, 1, F, K)`` (any ``(B, ...)`` the model accepts).
         emotion: an output index for one map per example ``(B, 1, F, K)``; ``None`` for all
             outputs ``(B, E, 1, F, K)``.
@@ -179,7 +154,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, *, emotion: int | No
     if internal_batch_size is not None:
         check_int("internal_batch_size", internal_batch_size, minimum=1)
     base = make_baseline(baseline, x, mean=mean, std=std)
-    with frozen(model):
+    with frozen_normalisation(model):
         with torch.no_grad():
             targets = _emotions(emotion, _n_outputs(model(x[:1])))
         ig = IntegratedGradients(model)
@@ -213,7 +188,7 @@ def path_integrated_gradients(model: nn.Module, x: torch.Tensor, *, emotion: int
     base = make_baseline(baseline, x, mean=mean, std=std)
     alphas = torch.arange(1, steps + 1, device=x.device, dtype=x.dtype) / steps
     diff = x - base
-    with frozen(model), torch.enable_grad():
+    with frozen_normalisation(model), torch.enable_grad():
         z = (base.unsqueeze(0) + alphas.view(-1, *[1] * x.dim()) * diff.unsqueeze(0)).flatten(0, 1)
         if not z.requires_grad:
             z.requires_grad_(True)
@@ -228,5 +203,5 @@ def path_integrated_gradients(model: nn.Module, x: torch.Tensor, *, emotion: int
     return result if create_graph else result.detach()
 
 
-__all__ = ["METHODS", "BASELINES", "frozen", "silence_value", "make_baseline",
+__all__ = ["METHODS", "BASELINES", "silence_value", "make_baseline",
            "integrated_gradients", "path_integrated_gradients"]

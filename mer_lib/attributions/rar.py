@@ -46,7 +46,7 @@ maximisation's gradient with respect to ``x'`` is chunked the same way, plus the
 ``sign(IG) * G`` (``x'`` enters ``IG`` through ``d`` as well).
 
 Attribution passes (every evaluation of ``g_k``, the whole inner maximisation) run with
-BatchNorm and dropout frozen (:func:`~mer_lib.attributions.ig.frozen`); the task term
+BatchNorm and dropout frozen (:func:`mer_lib.models.frozen_normalisation`); the task term
 ``l(x)`` / ``l(x')`` runs in the model's own mode (training: batch statistics, dropout),
 and is computed first. The inner maximisation never touches the parameters' ``.grad``.
 
@@ -79,7 +79,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError, check_choice, check_int, check_positive
-from .ig import frozen
+from ..models import frozen_normalisation
 
 OBJECTIVES = ("ig_norm", "ig_sum_norm")
 NORMALISATIONS = ("sum", "mean")
@@ -279,7 +279,7 @@ def loss_integrated_gradients(model: nn.Module, x: torch.Tensor, x_adv: torch.Te
     check_int("steps (m)", steps, minimum=1)
     if chunk_size is not None:
         check_int("chunk_size", chunk_size, minimum=1)
-    with frozen(model), torch.enable_grad():
+    with frozen_normalisation(model), torch.enable_grad():
         if not create_graph:
             xd, xa = x.detach(), x_adv.detach()
             return (xa - xd) * _mean_path_gradient(model, xd, xa, y.detach(), steps, chunk_size, loss_fn)
@@ -365,7 +365,7 @@ def rar_backward(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torc
     with torch.enable_grad():
         task = loss_fn(model, x if cfg.objective == "ig_norm" else x_adv, y).mean()
         torch.autograd.backward(task, inputs=params)
-        with frozen(model):
+        with frozen_normalisation(model):
             d = x_adv - x
             ig = d * _mean_path_gradient(model, x, x_adv, y, m, cfg.chunk_size, loss_fn)
             per = ig_l1_norm(ig, cfg.normalisation)
@@ -404,7 +404,7 @@ def rar_attack_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
                                    chunk_size=cfg.chunk_size)
     value = c * ig_l1_norm(ig, cfg.normalisation)
     if with_loss:
-        with frozen(model), torch.no_grad():
+        with frozen_normalisation(model), torch.no_grad():
             value = value + loss_fn(model, x_adv.detach(), y.detach())
     return value.detach()
 
@@ -424,7 +424,7 @@ def attack_objective_gradient(model: nn.Module, x: torch.Tensor, x_adv: torch.Te
     c, with_loss = _objective_weights(cfg)
     n = _elements(x, cfg.normalisation)
     x, y = x.detach(), y.detach()
-    with frozen(model), torch.enable_grad():
+    with frozen_normalisation(model), torch.enable_grad():
         xa = x_adv.detach().requires_grad_(True)
         grad = torch.zeros_like(x)
         if with_loss:

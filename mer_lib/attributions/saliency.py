@@ -1,7 +1,7 @@
 """Gradient saliency: the input gradient of each emotion output, for comparison with IG.
 
 ``saliency(model, x)[b, j] = d f_j(x_b) / d x_b`` — one forward pass and one backward pass
-per emotion, with BatchNorm and dropout frozen (:func:`~mer_lib.attributions.ig.frozen`).
+per emotion, with BatchNorm and dropout frozen (:func:`mer_lib.models.frozen_normalisation`).
 Unlike IG it has no baseline and no completeness: it describes the model at ``x`` only.
 ``absolute=True`` gives ``|gradient|`` (captum's ``Saliency`` default).
 
@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ig import _check_input, _emotions, _n_outputs, _stack, frozen
+from ..models import frozen_normalisation
+from .ig import _check_input, _emotions, _n_outputs, _stack
 
 
 def saliency(model: nn.Module, x: torch.Tensor, *, emotion: int | None = None,
@@ -29,7 +30,7 @@ def saliency(model: nn.Module, x: torch.Tensor, *, emotion: int | None = None,
     not interact). Detached; parameters' ``.grad`` are not touched.
     """
     _check_input(x)
-    with frozen(model), torch.enable_grad():
+    with frozen_normalisation(model), torch.enable_grad():
         xv = x.detach().requires_grad_(True)
         out = model(xv)
         targets = _emotions(emotion, _n_outputs(out))

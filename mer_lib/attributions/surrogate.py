@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError, check_choice, check_int, check_positive
-from .ig import METHODS, frozen, integrated_gradients, make_baseline, path_integrated_gradients
+from ..models import frozen_normalisation
+from .ig import METHODS, integrated_gradients, make_baseline, path_integrated_gradients
 from .metrics import (DEFAULT_K, attribution_robustness, check_fraction, kendall_tau, topk_intersection,
                       topk_mask)
 
@@ -220,7 +221,7 @@ def topk_attack(model: nn.Module, x: torch.Tensor, config: TopkAttackConfig, *,
     x = x.detach()
     base = make_baseline(baseline, x, mean=mean, std=std)
     sur = softplus_surrogate(model, cfg.beta) if surrogate is None else surrogate
-    with frozen(model), frozen(sur):
+    with frozen_normalisation(model), frozen_normalisation(sur):
         with torch.no_grad():
             clean_pred = model(x)
         clean_maps = _maps(model, x, cfg, base)
