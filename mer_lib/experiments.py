@@ -87,7 +87,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("epsilon", 0.001, "a number > 0", "the paper's epsilon"),
     Param("epsilons", None, "a list of numbers > 0", "epsilon sweep of the projected attack (None: the profile's)"),
     Param("step_size", 0.002, "a number > 0", "reference attack: Adam's learning rate"),
-    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step alpha = alpha_fraction * epsilon"),
+    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step size alpha_fraction x epsilon"),
     Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)"),
     Param("split", "test", "train, valid or test", "the clips that are attacked", True),
     Param("reference_logs", None, "None or a folder", "folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
@@ -102,8 +102,10 @@ def parameter_cell() -> str:
     """The source of the cell tagged ``parameters`` that every chapter carries (one truth)."""
     lines = ["# The experiment: the same parameters in every chapter (mer_lib.experiments.PARAMETERS)."]
     for p in PARAMETERS:
-        lines.append(f"{p.name} = {p.default!r}".ljust(27) + f"# {p.comment}")
-    return "\n".join(lines).replace("'", '"')
+        value = repr(p.default).replace("'", '"')          # the notebooks' string style
+        code = f"{p.name} = {value}"
+        lines.append(f"{code:<26} # {p.comment}")
+    return "\n".join(lines)
 
 
 def parse_parameters(params: dict) -> dict:
