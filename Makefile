@@ -1,6 +1,8 @@
 # mer-robustness: two commands do all the set-up (see README.md)
 #   make book   execute every chapter (quick profile, synthetic data) and build the site
 #   make test   run the test suite (creates the environment on first use)
+# Variables: PROFILE=smoke|quick|paper  DEVICE=auto|cpu|cuda  DATA=synthetic|/path/to/datasets
+#            ENGINE=inprocess|ray (make run)  ADDRESS=auto (make run ENGINE=ray on a Ray cluster)
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -8,27 +10,47 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= quick
 DEVICE  ?= auto
+DATA    ?= synthetic
+ENGINE  ?= inprocess
+ADDRESS ?=
+EXPERIMENT = --profile $(PROFILE) --device $(DEVICE) --data $(DATA)
 
-.PHONY: book site test chromium benchmarks clean
+.PHONY: book site plan run test chromium benchmarks clean
 
+# reinstalls whenever pyproject.toml or the constraints change
 $(STAMP): pyproject.toml .ci/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c .ci/constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
-## Execute every chapter with papermill (profile $(PROFILE)) and build the static site.
+## Execute every chapter with papermill and build the static site (progress is printed per
+## chapter and per job; everything already in the run store is loaded, not recomputed).
 book: $(STAMP)
-	$(PY) -m mer_lib.bookbuild --profile $(PROFILE) --device $(DEVICE)
+	$(PY) -m mer_lib.bookbuild $(EXPERIMENT)
 
 ## Rebuild the site from the already executed chapters (after re-running one with papermill).
 site: $(STAMP)
 	$(PY) -m mer_lib.bookbuild --site-only
 
-## Debian's Chromium for the browser test (needs root or sudo; skipped when present).
+## The experiment's missing train and attack jobs, as a table (trains nothing).
+plan: $(STAMP)
+	$(PY) -m mer_lib plan $(EXPERIMENT)
+
+## Run the missing jobs (ENGINE=ray: one Ray task per job, e.g. one per GPU); `make book` then loads them.
+run: $(STAMP)
+	$(PY) -m mer_lib run $(EXPERIMENT) --engine $(ENGINE) $(if $(ADDRESS),--address $(ADDRESS))
+
+## Debian's Chromium for the browser test (needs root or sudo; skipped when present). Without
+## apt-get nothing is installed and the browser test is skipped with a note.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: no apt-get here, so Chromium is not installed: the browser test will be skipped" \
+	       "(install Chromium yourself and run 'make test' again to include it)"; \
+	else \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 test: $(STAMP) chromium
 	$(PY) -m pytest
@@ -37,6 +59,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/bench_frontend.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_attack.py
+	$(PY) benchmarks/bench_runner.py
 
 clean:
 	rm -rf _build
