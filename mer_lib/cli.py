@@ -229,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:  # any other I/O failure: one line naming the file, like MerError
+        where = f"cannot access {exc.filename}: " if exc.filename else ""
+        message = " ".join(f"{where}{exc.strerror or exc}".split())
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume after the last completed epoch",
               file=sys.stderr)

@@ -1,8 +1,18 @@
 """From a corpus to model-ready tensors: split, spectrogram cache, standardisation, excerpts.
 
 The split is the one fixed 80/10/10 partition (generator seed 42) that every model and seed
-shares. Spectrograms are cached on disk keyed by the front-end settings and each audio file's
-identity; the standardisation uses one scalar mean and std taken over the training split.
+shares. Spectrograms are cached on disk keyed by the front-end version and the sha256 of each
+audio file's bytes; the standardisation uses one scalar mean and std taken over the training
+split.
+
+**Reproducible bytes.** A cache entry is a function of the file's bytes alone: each clip is
+computed on its own, on the CPU, with one torch intra-op thread (clips run in parallel
+worker threads, never in one batch), so the entry does not depend on which other clips were
+missing from the cache, on how a killed run partitioned the work, or on the thread count.
+The data identity (:attr:`MerTensors.identity`, part of every model and attack key) hashes
+the corpus fingerprint (file contents and labels, see
+:meth:`~mer_lib.datasets.corpus.Corpus.fingerprint`), the settings, *and* the sha256 of the
+model-ready tensors themselves, so different tensors can never hide under one key.
 
 Example:
     >>> from mer_lib.data import split_indices
@@ -14,6 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,10 +36,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .audio import load_waveform
-from .errors import DataLayoutError, ParameterError
-from .frontend import LogFiltSpec, compute_batch
-from .paths import atomic_path, mer_home
+from .audio import MIN_SECONDS, load_waveform
+from .datasets.corpus import file_digest
+from .errors import DataLayoutError, ParameterError, check_int, check_positive
+from .frontend import FPS, LogFiltSpec
+from .paths import StorageError, atomic_path, mer_home
 from .profiles import Profile, get_profile
 
 SPLIT_SEED = 42
@@ -61,7 +76,9 @@ class MerTensors:
         split: indices of each split, ``{"train": ..., "valid": ..., "test": ...}``.
         ids: clip identifiers (Soundtracks numbers as zero-padded strings), length N.
         mean, std: the scalars used to standardise (from the training split).
-        identity: a short hash naming the data (corpus, front end, excerpts) for cache keys.
+        identity: a short hash naming the data for cache keys: the corpus fingerprint,
+            front-end version, excerpt settings and the sha256 of ``x``, ``emotions`` and
+            ``midlevel`` (see :func:`tensor_digest`).
     """
 
     x: torch.Tensor
@@ -92,16 +109,8 @@ class MerTensors:
 # --------------------------------------------------------------------------------------
 
 #: Bump when the front end's output changes, so that old cache entries are not reused.
-FRONTEND_VERSION = "logfilt-madmom0.16-v1"
-
-
-def file_digest(path: str | Path) -> str:
-    """Short sha256 of a file's bytes: the audio identity used by the spectrogram cache."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:20]
+#: v2: every entry computed per clip on the CPU with one thread (bit-reproducible).
+FRONTEND_VERSION = "logfilt-madmom0.16-v2"
 
 
 def spectrogram_cache_dir(home: str | Path | None = None) -> Path:
@@ -109,42 +118,152 @@ def spectrogram_cache_dir(home: str | Path | None = None) -> Path:
     return Path(home or mer_home()) / "cache" / "spectrograms" / FRONTEND_VERSION
 
 
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def compute_spectrograms(audio_paths: Sequence[str | Path], *, home: str | Path | None = None,
-                         device: str | torch.device = "cpu", chunk_size: int = 16,
-                         progress: bool = True) -> list[torch.Tensor]:
+                         device: str | torch.device | None = None, progress: bool = True,
+                         digests: Sequence[str] | None = None,
+                         workers: int | None = None) -> list[torch.Tensor]:
     """Log-filtered spectrograms (frames, 149) of audio files, through the on-disk cache.
 
-    Each entry is keyed by the front-end version and the file's content hash, and written
-    atomically, so an interrupted run leaves no half-written entry and a second run only
-    reads ``.npy`` files. Missing entries are computed in batches on ``device``.
+    Each entry is keyed by the front-end version and the file's content hash
+    (:func:`~mer_lib.datasets.corpus.file_digest`) and written atomically, so an interrupted
+    run leaves no half-written entry and a second run only reads ``.npy`` files. A missing
+    entry is computed from its clip alone, on the CPU with one torch intra-op thread, so its
+    bytes do not depend on the other clips, the partition of the work or the thread count;
+    ``workers`` threads (default: up to 4) decode and compute different clips in parallel.
+
+    Args:
+        audio_paths: the audio files.
+        home: the home folder (default :func:`~mer_lib.paths.mer_home`).
+        device: accepted for compatibility and ignored: entries are always computed on the
+            CPU, so a model trained on any device sees the same bytes (the front end takes
+            well under 1 % of a clip's real time there).
+        progress: show a progress bar while entries are computed.
+        digests: the files' :func:`~mer_lib.datasets.corpus.file_digest` if already known
+            (e.g. :meth:`Corpus.audio_digests`), so that no file is hashed twice.
+        workers: number of worker threads.
 
     Example:
         >>> specs = compute_spectrograms(["clip.mp3"])          # doctest: +SKIP
         >>> specs[0].shape                                        # doctest: +SKIP
         torch.Size([313, 149])
     """
-    cache = spectrogram_cache_dir(home)
-    cache.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in audio_paths]
-    for p in paths:
-        if not p.is_file():
-            raise DataLayoutError(f"audio file {p} does not exist")
-    entries = [cache / f"{file_digest(p)}.npy" for p in paths]
-    todo = [i for i, e in enumerate(entries) if not e.is_file()]
+    if digests is None:
+        digests = [file_digest(p) for p in paths]
+    elif len(digests) != len(paths):
+        raise ParameterError(f"digests must have one entry per audio path ({len(paths)}), "
+                             f"got {len(digests)}")
+    workers = _default_workers() if workers is None else check_int("workers", workers)
+    cache = spectrogram_cache_dir(home)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"cannot create the spectrogram cache {cache}: "
+                           f"{err.strerror or err}") from None
+    entries = [cache / f"{d}.npy" for d in digests]
+    todo: dict[Path, Path] = {}
+    for path, entry in zip(paths, entries):
+        if not entry.is_file():
+            todo.setdefault(entry, path)
     if todo:
-        front = LogFiltSpec().to(device)
-        bar = tqdm(total=len(todo), desc="spectrograms", disable=not progress, leave=False)
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start:start + chunk_size]
-            waves = [load_waveform(paths[i], device=device) for i in chunk]
-            with torch.no_grad():
-                specs = compute_batch(waves, frontend=front, chunk_size=chunk_size)
-            for i, spec in zip(chunk, specs):
-                with atomic_path(entries[i], suffix=".npy") as tmp:
-                    np.save(tmp, spec.cpu().numpy().astype(np.float32))
-            bar.update(len(chunk))
-        bar.close()
-    return [torch.from_numpy(np.load(e)) for e in entries]
+        _fill_cache(todo, workers, progress)
+    out = []
+    for path, entry in zip(paths, entries):
+        try:
+            out.append(torch.from_numpy(np.load(entry)))
+        except (OSError, ValueError) as err:
+            raise StorageError(f"cannot read the cached spectrogram {entry} of {path}: {err}; "
+                               f"delete it to recompute it") from None
+    return out
+
+
+def _fill_cache(todo: dict[Path, Path], workers: int, progress: bool) -> None:
+    """Compute and store the entries ``todo`` (entry -> audio file), one clip per task."""
+    local = threading.local()
+
+    def one(item: tuple[Path, Path]) -> None:
+        entry, path = item
+        torch.set_num_threads(1)  # this worker's OpenMP/MKL threads (the global is 1 too)
+        wave = load_waveform(path)
+        front = getattr(local, "front", None)
+        if front is None:
+            front = local.front = LogFiltSpec()
+        with torch.no_grad():
+            spec = front(wave).numpy().astype(np.float32)
+        with atomic_path(entry, suffix=".npy") as tmp:
+            np.save(tmp, spec)
+
+    threads = torch.get_num_threads()
+    workers = min(workers, len(todo))
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        torch.set_num_threads(1)
+        with tqdm(total=len(todo), desc="spectrograms", disable=not progress, leave=False) as bar:
+            for _ in (pool.map(one, todo.items()) if pool else map(one, todo.items())):
+                bar.update()
+    finally:  # on an error or Ctrl-C, drop the clips not yet started
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
+
+
+def tensor_digest(*tensors: torch.Tensor | np.ndarray | None) -> str:
+    """sha256 (hex) of tensors' dtypes, shapes and bytes (None counts as a tensor too).
+
+    Example:
+        >>> a = torch.zeros(2, 3)
+        >>> tensor_digest(a) == tensor_digest(torch.zeros(2, 3)) != tensor_digest(torch.zeros(3, 2))
+        True
+        >>> tensor_digest(a) != tensor_digest(a, None)
+        True
+    """
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            h.update(b"none;")
+            continue
+        arr = np.ascontiguousarray(t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t)
+        h.update(f"{arr.dtype.str}{arr.shape};".encode())
+        h.update(memoryview(arr.reshape(-1)).cast("B"))
+    return h.hexdigest()
+
+
+class ShortClipWarning(UserWarning):
+    """Some clips are far shorter than the rest of their corpus (truncated files?)."""
+
+
+#: A clip shorter than this fraction of the corpus's median duration is reported.
+SHORT_CLIP_RATIO = 0.5
+
+
+def short_clips(paths: Sequence[str | Path], n_frames: Sequence[int],
+                ratio: float = SHORT_CLIP_RATIO) -> list[tuple[Path, float]]:
+    """The clips (path, seconds) whose spectrogram is shorter than ``ratio`` x the median.
+
+    Example:
+        >>> short_clips(["a.mp3", "b.mp3", "c.mp3"], [313, 320, 40])
+        [(PosixPath('c.mp3'), 1.28)]
+    """
+    if not len(n_frames):
+        return []
+    median = float(np.median(np.asarray(n_frames, dtype=float)))
+    return [(Path(p), round(n / FPS, 2)) for p, n in zip(paths, n_frames) if n < ratio * median]
+
+
+def _warn_short_clips(paths: Sequence[Path], n_frames: Sequence[int]) -> list[tuple[Path, float]]:
+    short = short_clips(paths, n_frames)
+    if short:
+        median = float(np.median(np.asarray(n_frames, dtype=float))) / FPS
+        listed = ", ".join(f"{p} ({secs:g} s)" for p, secs in short[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        warnings.warn(ShortClipWarning(
+            f"{len(short)} clip(s) last less than {SHORT_CLIP_RATIO:.0%} of the median duration "
+            f"({median:.1f} s), truncated or damaged files? {listed}{more}"), stacklevel=3)
+    return short
 
 
 # --------------------------------------------------------------------------------------
@@ -194,18 +313,27 @@ def standardisation_stats(specs: Sequence[torch.Tensor]) -> tuple[float, float]:
 
 def synthetic_root(profile: Profile, *, home: str | Path | None = None, seed: int = 0,
                    spurious_cue: str | None = None, n_clips: int | None = None,
-                   clip_seconds: float | None = None) -> Path:
-    """Folder of the synthetic corpus for these settings (generated on first use)."""
+                   clip_seconds: float | None = None, progress: bool = True) -> Path:
+    """Folder of the synthetic corpus for these settings (generated on first use).
+
+    ``n_clips`` and ``clip_seconds`` default to the profile's values only when None; any
+    other value is validated (at least 10 clips of at least ``audio.MIN_SECONDS`` s).
+    """
     from .datasets.synthetic import GENERATOR_VERSION, generate_corpus
 
-    n = n_clips or profile.n_clips
-    secs = clip_seconds or profile.clip_seconds
+    n = profile.n_clips if n_clips is None else check_int("n_clips", n_clips, minimum=10)
+    secs = profile.clip_seconds if clip_seconds is None else check_positive("clip_seconds",
+                                                                             clip_seconds)
+    if secs < MIN_SECONDS:
+        raise ParameterError(f"clip_seconds must be >= {MIN_SECONDS:g} (the shortest clip the "
+                             f"data pipeline accepts), got {clip_seconds!r}")
     name = f"synthetic_v{GENERATOR_VERSION}_n{n}_s{secs:g}_x{profile.n_extra_midlevel}_seed{seed}"
     if spurious_cue:
         name += f"_cue-{spurious_cue}"
     root = Path(home or mer_home()) / "data" / name
     return generate_corpus(root, n_clips=n, clip_seconds=secs, seed=seed,
-                           n_extra_midlevel=profile.n_extra_midlevel, spurious_cue=spurious_cue)
+                           n_extra_midlevel=profile.n_extra_midlevel, spurious_cue=spurious_cue,
+                           progress=progress)
 
 
 def load_dataset(profile: Profile | str = "quick", data: str | Path | None = None, *,
@@ -220,9 +348,16 @@ def load_dataset(profile: Profile | str = "quick", data: str | Path | None = Non
         data: ``None`` or ``"synthetic"`` for the embedded synthetic corpus, or a folder
             holding ``soundtracks/`` (Set1/ + mean_ratings_set1.csv) and optionally
             ``midlevel/`` (metadata.csv, annotations.csv) in the real datasets' layouts.
-        spurious_cue, n_clips, clip_seconds, synth_seed: synthetic corpus settings.
+        spurious_cue, n_clips, clip_seconds, synth_seed: synthetic corpus settings
+            (None: the profile's; 0 is an error, not "the default").
         excerpt_seconds: overrides the profile's excerpt length.
         excerpt_seed: the seed of the random excerpt positions.
+        device: accepted for compatibility; spectrograms are computed on the CPU (see
+            :func:`compute_spectrograms`).
+        progress: progress bars for corpus generation and spectrogram computation.
+
+    Clips far shorter than the corpus's median (less than half) are reported with a
+    :class:`ShortClipWarning` naming them, and listed in ``info["short_clips"]``.
 
     Example:
         >>> ds = load_dataset("smoke")                      # doctest: +SKIP
@@ -237,29 +372,39 @@ def load_dataset(profile: Profile | str = "quick", data: str | Path | None = Non
         profile = get_profile(profile.name, excerpt_seconds=excerpt_seconds)
     if data is None or str(data) == "synthetic":
         root = synthetic_root(profile, home=home, seed=synth_seed, spurious_cue=spurious_cue,
-                              n_clips=n_clips, clip_seconds=clip_seconds)
+                              n_clips=n_clips, clip_seconds=clip_seconds, progress=progress)
     else:
         root = Path(data).expanduser()
-        if spurious_cue:
-            raise ParameterError("spurious_cue only applies to the synthetic corpus (data='synthetic')")
+        for name, value in (("spurious_cue", spurious_cue), ("n_clips", n_clips),
+                            ("clip_seconds", clip_seconds)):
+            if value is not None:
+                raise ParameterError(f"{name} only applies to the synthetic corpus "
+                                     f"(data='synthetic'), got {name}={value!r} with data={str(data)!r}")
         if not root.is_dir():
             raise DataLayoutError(
                 f"data folder {root} does not exist; expected a folder holding soundtracks/ "
                 "(Set1/*.mp3 and mean_ratings_set1.csv) and optionally midlevel/ "
                 "(metadata.csv, annotations.csv), or data='synthetic'")
     corpus = load_corpus(root)
-    specs = compute_spectrograms(corpus.audio_paths, home=home, device=device, progress=progress)
+    specs = compute_spectrograms(corpus.audio_paths, home=home, progress=progress,
+                                 digests=corpus.audio_digests())
+    n_frames = [int(s.shape[0]) for s in specs]
+    short = _warn_short_clips(corpus.audio_paths, n_frames)
     split = split_indices(len(corpus.ids))
     mean, std = standardisation_stats([specs[i] for i in split["train"]])
     frames = profile.excerpt_frames
     x = ((take_excerpts(specs, frames, seed=excerpt_seed) - mean) / std).unsqueeze(1).float()
+    emotions = torch.tensor(corpus.emotions, dtype=torch.float32)
+    midlevel = None if corpus.midlevel is None else torch.tensor(corpus.midlevel, dtype=torch.float32)
     identity = hashlib.sha256(json.dumps({
         "corpus": corpus.fingerprint(), "frontend": FRONTEND_VERSION, "frames": frames,
-        "excerpt_seed": excerpt_seed, "split_seed": SPLIT_SEED}, sort_keys=True).encode()).hexdigest()[:16]
-    midlevel = None if corpus.midlevel is None else torch.tensor(corpus.midlevel, dtype=torch.float32)
+        "excerpt_seed": excerpt_seed, "split_seed": SPLIT_SEED,
+        "tensors": tensor_digest(x, emotions, midlevel)},
+        sort_keys=True).encode()).hexdigest()[:16]
     return MerTensors(
-        x=x, emotions=torch.tensor(corpus.emotions, dtype=torch.float32), midlevel=midlevel,
+        x=x, emotions=emotions, midlevel=midlevel,
         split=split, ids=list(corpus.ids), mean=mean, std=std, identity=identity,
         info={"root": str(root), "corpus": corpus, "profile": profile.name,
-              "excerpt_frames": frames, "spectrogram_frames": [int(s.shape[0]) for s in specs]},
+              "excerpt_frames": frames, "spectrogram_frames": n_frames,
+              "short_clips": [(str(p), secs) for p, secs in short]},
     )

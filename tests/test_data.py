@@ -73,13 +73,13 @@ def test_spectrogram_cache_is_reused_and_never_half_written(tmp_path, monkeypatc
 
     monkeypatch.setattr(D.np, "save", flaky_save)
     with pytest.raises(KeyboardInterrupt):
-        D.compute_spectrograms(clips, home=home, progress=False)
+        D.compute_spectrograms(clips, home=home, progress=False, workers=1)
     cache = D.spectrogram_cache_dir(home)
     assert len(list(cache.glob("*.npy"))) == 1
     assert not [p for p in cache.iterdir() if p.name.startswith(".")], "temporary file left behind"
     monkeypatch.setattr(D.np, "save", real_save)
 
-    first = D.compute_spectrograms(clips, home=home, progress=False)
+    first = D.compute_spectrograms(clips, home=home, progress=False, workers=2)
     assert [s.shape[0] for s in first] == [int(np.ceil(SAMPLE_RATE / (SAMPLE_RATE / FPS)))] * 3
     # second run: nothing is computed (the front end must not even be built)
     monkeypatch.setattr(D, "LogFiltSpec", lambda: (_ for _ in ()).throw(AssertionError("recomputed")))
@@ -90,6 +90,29 @@ def test_spectrogram_cache_is_reused_and_never_half_written(tmp_path, monkeypatc
 def test_compute_spectrograms_names_a_missing_file(tmp_path):
     with pytest.raises(DataLayoutError, match="nope.mp3"):
         D.compute_spectrograms([tmp_path / "nope.mp3"], home=tmp_path, progress=False)
+
+
+def test_cache_entry_is_the_clip_alone_on_one_thread(tmp_path, one_torch_thread):
+    """Known answer: each entry equals the front end applied to that clip alone."""
+    clips = [_tone(tmp_path / f"c{i}.wav", 300.0 + 50 * i, seconds=1.0 + 0.37 * i) for i in range(4)]
+    specs = D.compute_spectrograms(clips, home=tmp_path / "home", progress=False, workers=2)
+    from mer_lib.audio import load_waveform
+    for clip, spec in zip(clips, specs):
+        with torch.no_grad():
+            alone = D.LogFiltSpec()(load_waveform(clip))
+        assert torch.equal(spec, alone)
+    assert [s.shape[0] for s in specs] == [int(np.ceil(len(sf.read(c)[0]) / (SAMPLE_RATE / FPS)))
+                                           for c in clips]
+
+
+def test_compute_spectrograms_reuses_given_digests(tmp_path, monkeypatch):
+    clips = [_tone(tmp_path / f"c{i}.wav", 220.0 * (i + 1)) for i in range(2)]
+    digests = [D.file_digest(c) for c in clips]
+    monkeypatch.setattr(D, "file_digest", lambda p: (_ for _ in ()).throw(AssertionError("hashed")))
+    D.compute_spectrograms(clips, home=tmp_path, progress=False, digests=digests)
+    assert sorted(p.stem for p in D.spectrogram_cache_dir(tmp_path).glob("*.npy")) == sorted(digests)
+    with pytest.raises(ParameterError, match="one entry per audio path"):
+        D.compute_spectrograms(clips, home=tmp_path, progress=False, digests=digests[:1])
 
 
 def test_load_dataset_on_a_tiny_synthetic_corpus(tmp_path):
@@ -114,8 +137,30 @@ def test_load_dataset_bad_inputs(tmp_path):
         D.load_dataset("smoke", tmp_path / "missing", home=tmp_path)
     with pytest.raises(ParameterError, match="spurious_cue"):
         D.load_dataset("smoke", tmp_path, home=tmp_path, spurious_cue="tension")
+    with pytest.raises(ParameterError, match="n_clips only applies to the synthetic corpus"):
+        D.load_dataset("smoke", tmp_path, home=tmp_path, n_clips=20)
     with pytest.raises(ParameterError, match="profile"):
         D.load_dataset("huge", home=tmp_path)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(clip_seconds=0), "clip_seconds must be a finite number > 0, got 0"),
+    (dict(clip_seconds=0.0), "clip_seconds must be a finite number > 0, got 0.0"),
+    (dict(n_clips=0), "n_clips must be an integer >= 10, got 0"),
+    (dict(clip_seconds=0.5), "clip_seconds must be >= 1"),
+])
+def test_zero_is_an_error_not_the_profile_default(tmp_path, kw, message):
+    with pytest.raises(ParameterError, match=message):
+        D.load_dataset("smoke", home=tmp_path, progress=False, **kw)
+    assert not (tmp_path / "data").exists()   # rejected before anything was generated
+
+
+def test_no_progress_silences_corpus_generation_too(tmp_path, capfd):
+    D.load_dataset("smoke", home=tmp_path / "quiet", n_clips=10, clip_seconds=1.0, progress=False)
+    assert capfd.readouterr().err == ""
+    D.load_dataset("smoke", home=tmp_path / "loud", n_clips=10, clip_seconds=1.0, progress=True)
+    err = capfd.readouterr().err
+    assert "synthetic corpus" in err and "spectrograms" in err
 
 
 def test_profiles_validate_overrides():

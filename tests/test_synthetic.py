@@ -124,13 +124,19 @@ def test_second_call_does_not_rewrite(corpus):
     assert [p.stat().st_mtime_ns for p in files] == before
 
 
+def _contents(folder) -> list[str]:
+    """Names in ``folder`` except the corpora's lock files (``.<name>.lock``: one fixed,
+    empty file per corpus, which must stay for the inter-process lock to be safe)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
 def test_other_parameters_raise_unless_overwrite(tmp_path):
     root = generate_corpus(tmp_path / "c", n_clips=10, clip_seconds=0.5, progress=False)
     with pytest.raises(ParameterError, match="overwrite=True"):
         generate_corpus(root, n_clips=10, clip_seconds=0.5, seed=1, progress=False)
     generate_corpus(root, n_clips=10, clip_seconds=0.5, seed=1, overwrite=True, progress=False)
     assert json.loads((root / "synthetic_truth.json").read_text())["parameters"]["seed"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no leftovers
+    assert _contents(tmp_path) == ["c"]  # no leftovers (the lock file stays, see _contents)
 
 
 def test_refuses_a_folder_that_is_not_a_corpus(tmp_path):
@@ -161,7 +167,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch, workers):
     with pytest.raises(RuntimeError, match="interrupted"):
         generate_corpus(tmp_path / "c", n_clips=10, clip_seconds=0.5, progress=False,
                         workers=workers)
-    assert list(tmp_path.iterdir()) == []
+    assert _contents(tmp_path) == []
 
 
 def test_interrupted_overwrite_keeps_the_old_corpus(tmp_path, monkeypatch):
@@ -173,7 +179,7 @@ def test_interrupted_overwrite_keeps_the_old_corpus(tmp_path, monkeypatch):
                         progress=False)
     assert (root / "synthetic_truth.json").read_bytes() == truth
     assert len(list((root / "soundtracks/Set1").iterdir())) == 10
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert _contents(tmp_path) == ["c"]
 
 
 @pytest.mark.parametrize("bad, match", [

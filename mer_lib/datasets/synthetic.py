@@ -75,8 +75,12 @@ not depend on whether a cue is planted.
 
 **Writing.** Clips are rendered by :func:`render_clip` with a generator seeded from
 ``(seed, clip index)`` (so the result does not depend on the number of worker threads), into a
-hidden sibling folder ``.<root name>.partial-*`` that is renamed to ``root`` when complete. A
-process killed outright (SIGKILL) can leave that hidden folder behind; it is safe to delete.
+hidden sibling folder ``.<root name>.partial-<host>-<pid>-*`` that is renamed to ``root`` when
+complete. A process killed outright (SIGKILL) can leave that folder behind; the next generation
+in the same parent folder removes it (and only those of processes that no longer run, see
+:func:`mer_lib.paths.remove_dead_temporaries`). Processes that ask for the same corpus at the
+same time take turns through a lock file ``.<root name>.lock`` beside it
+(:func:`mer_lib.locks.work_lock`): the first generates, the others wait and then find it.
 
 Example:
     >>> import tempfile
@@ -102,7 +106,9 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ..errors import ParameterError, check_int, check_positive
+from ..errors import MerError, ParameterError, check_int, check_positive
+from ..locks import work_lock
+from ..paths import StorageError, remove_dead_temporaries, temporary_prefix
 from . import EMOTIONS, MIDLEVEL
 
 #: Sample rate of every synthetic clip (Hz).
@@ -495,10 +501,13 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
     """Generate the synthetic corpus at ``root`` (see the module docstring for the layout).
 
     Everything is written into a temporary sibling folder that is renamed into place at the
-    end, so an interrupted run leaves no partial corpus at ``root``. If ``root`` already holds
-    a corpus generated with the same parameters it is returned untouched; one with other
-    parameters raises ParameterError unless ``overwrite=True``. Results depend only on the
-    parameters (clip ``i`` uses its own generator seeded from ``(seed, i)``).
+    end, so an interrupted run leaves no partial corpus at ``root`` (and the next run removes
+    the temporary folder a killed one left). If ``root`` already holds a corpus generated
+    with the same parameters it is returned untouched; one with other parameters raises
+    ParameterError unless ``overwrite=True``. Concurrent calls for the same ``root`` are
+    serialised by a lock (check, lock, check again). Results depend only on the parameters
+    (clip ``i`` uses its own generator seeded from ``(seed, i)``). A folder that cannot be
+    written raises :class:`~mer_lib.paths.StorageError`.
 
     Args:
         root: output folder.
@@ -532,9 +541,32 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
     params = _parameters(n_clips=n_clips, clip_seconds=float(clip_seconds), seed=seed,
                          n_extra_midlevel=n_extra_midlevel, spurious_cue=spurious_cue,
                          spurious_strength=float(spurious_strength), noise=float(noise))
-    if _existing(root, params, overwrite):
-        return root
+    try:
+        if _existing(root, params, overwrite):
+            return root
+        with work_lock(root.parent / f".{root.name}.lock", what=f"synthetic corpus {root}"):
+            if _existing(root, params, overwrite):  # another process generated it meanwhile
+                return root
+            remove_dead_temporaries(root.parent)
+            _generate(root, params, workers, progress)
+    except MerError:
+        raise
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise StorageError(f"cannot read or write the synthetic corpus {root}: "
+                           f"{err.strerror or err}{where}") from None
+    return root
+
+
+def _generate(root: Path, params: dict, workers: int | None, progress: bool) -> None:
+    """Render the corpus of ``params`` into a temporary sibling folder, then rename it to root."""
     from ..data import SPLIT_SEED, split_indices  # imports torch, so only when needed
+
+    n_clips, clip_seconds, seed = params["n_clips"], params["clip_seconds"], params["seed"]
+    n_extra_midlevel, noise = params["n_extra_midlevel"], params["noise"]
+    spurious_cue, spurious_strength = params["spurious_cue"], params["spurious_strength"]
+    if spurious_strength is None:  # stored as None without a cue; no hum is planted then
+        spurious_strength = 0.0
 
     n_total = n_clips + n_extra_midlevel
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
@@ -556,7 +588,7 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
     files = [f"soundtracks/Set1/{i + 1:0{width}d}.mp3" if i < n_clips
              else f"midlevel/audio/{i + 1}.mp3" for i in range(n_total)]
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(root.name, "partial"), dir=root.parent))
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -587,7 +619,7 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
         }
         (tmp / "synthetic_truth.json").write_text(json.dumps(truth, indent=1))
         if root.exists():  # an empty folder, or a corpus to overwrite
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            old = Path(tempfile.mkdtemp(prefix=temporary_prefix(root.name, "old"), dir=root.parent))
             root.rename(old / "corpus")
             try:
                 tmp.rename(root)
@@ -600,7 +632,6 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
 def _render_all(jobs: list[dict], workers: int | None, progress: bool) -> None:
