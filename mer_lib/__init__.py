@@ -20,3 +20,5 @@ Modules, one job each:
 - ``attacks``        the batched attack engine, SNR, reference-log reader
 """
 __version__ = "0.1.0"
+
+from . import objectives as _objectives  # noqa: E402,F401  (registers every training objective)

@@ -19,8 +19,8 @@ Heads:
   ``concept_weight`` is > 0 (A2M2E).
 
 A :class:`Variant` names a head plus a training recipe; :func:`register_variant` adds one
-(later chapters add ExpO and IG-NORM variants this way, each with its own loss registered in
-:mod:`mer_lib.training`).
+(the ExpO and RAR variants are registered this way by :mod:`mer_lib.objectives`, each naming
+its training objective).
 
 Example:
     >>> import torch
@@ -82,9 +82,11 @@ class Variant:
         description: one line for tables and ``python -m mer_lib list-variants``.
         needs_midlevel: training needs mid-level ratings in the data.
         label: display name (``"A2M2E"``); defaults to the upper-cased name.
-        loss: name of the training objective in :data:`mer_lib.training.LOSSES`.
-        options: extra hyper-parameters of the objective, as ``((key, value), ...)`` with
-            JSON-serialisable values; part of the cache key. Read them with :meth:`option`.
+        objective: name of the training objective in :data:`mer_lib.objectives.OBJECTIVES`
+            (default: ``"adversarial"`` for adversarial variants, else ``"mse"``).
+        options: the variant's defaults for the objective's options, as ``((key, value), ...)``
+            with JSON-serialisable values; part of the cache key (a training configuration
+            may override them). Read them with :meth:`option`.
     """
 
     name: str
@@ -94,7 +96,7 @@ class Variant:
     description: str = ""
     needs_midlevel: bool = False
     label: str = ""
-    loss: str = "mse"
+    objective: str = ""
     options: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -111,6 +113,10 @@ class Variant:
             object.__setattr__(self, "needs_midlevel", True)
         if not self.label:
             object.__setattr__(self, "label", self.name.upper())
+        if not self.objective:
+            object.__setattr__(self, "objective", "adversarial" if self.adversarial else "mse")
+        if not isinstance(self.objective, str):
+            raise ParameterError(f"variant {self.name}: objective must be a name, got {self.objective!r}")
         items = self.options.items() if isinstance(self.options, dict) else self.options
         object.__setattr__(self, "options", tuple((str(k), v) for k, v in items))
 

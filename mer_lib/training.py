@@ -3,24 +3,28 @@
 Reference recipe (DESIGN §3): Adam (lr 5e-4), batch 8, early stopping on the validation
 score with ``patience`` epochs, the best checkpoint restored at the end.
 
-- **Loss** (the ``"mse"`` objective): ``(1 - w) * emotion MSE + w * concept MSE`` with
-  ``w = variant.concept_weight`` (A2M2E: w = 0.5; w = 0: emotion MSE only). Other objectives
-  are registered with :func:`register_loss` and named by ``Variant.loss``.
+- **Objectives** (:mod:`mer_lib.objectives`): each batch is one call of the variant's
+  objective, which does the forward pass(es), the backward pass and the optimiser step and
+  returns named components; the history has one column per component (mean over the
+  epoch's batches). The ``"mse"`` objective (A2E, A2B2E, A2M2E) minimises
+  ``(1 - w) * emotion MSE + w * concept MSE`` with ``w = variant.concept_weight`` (A2M2E:
+  w = 0.5; w = 0: emotion MSE only). The objective's options are resolved into
+  ``TrainConfig.objective_options`` and are part of the key.
 - **Validation score**: the mean Pearson r over the 8 emotions; for variants with
   ``concept_weight > 0`` (A2M2E) the *mean* of that and the mean Pearson r over the 7
   mid-level features, so the score stays on the scale of a correlation. A nan score (e.g.
   constant predictions) never counts as an improvement.
-- **Adversarial variants** (aA2E, aA2B2E): epoch ``e`` (counting from 1) is adversarial when
-  ``e % adv_every == 0`` (reference: epochs 5, 10, 15, ...). In such an epoch, after each
-  clean optimiser step the whole batch is attacked at once by
-  :func:`mer_lib.attacks.attack` with ``config.adv_attack``, *with the model in eval mode*
-  (BatchNorm uses and keeps its running statistics, no dropout while attacking), then the
-  model goes back to train mode and takes one more optimiser step on ``(x_adv, y)`` with
-  the same loss. ``x_adv`` is chosen by ``adv_input``: ``"kept"`` (default, as the
-  original's ``adv_train_funcs.py``): ``x +`` the attack's kept perturbation — in reference
-  mode the *clean* input for an example whose ladder reached no rung below its start;
-  ``"kept_or_final"``: the attack's last perturbation for such examples instead (what
-  mer_lib did before it emulated the original exactly).
+- **Adversarial variants** (aA2E, aA2B2E; the ``"adversarial"`` objective): epoch ``e``
+  (counting from 1) is adversarial when ``e % adv_every == 0`` (reference: epochs 5, 10,
+  15, ...). In such an epoch, after each clean optimiser step the whole batch is attacked at
+  once by :func:`mer_lib.attacks.attack` with ``config.adv_attack`` under
+  :func:`mer_lib.models.frozen_normalisation` (BatchNorm uses and keeps its running
+  statistics, no dropout while attacking), then the model takes one more optimiser step on
+  ``(x_adv, y)`` with the same loss. ``x_adv`` is chosen by ``adv_input``: ``"kept"``
+  (default, as the original's ``adv_train_funcs.py``): ``x +`` the attack's kept
+  perturbation — in reference mode the *clean* input for an example whose ladder reached no
+  rung below its start; ``"kept_or_final"``: the attack's last perturbation for such
+  examples instead (what mer_lib did before it emulated the original exactly).
 - **Precision**: training runs in full float32 on every device (TF32 off on CUDA, see
   :func:`mer_lib.attacks.precision.full_float32`) unless ``bf16`` is asked for.
 - **Batches**: the training split lives on the device as one tensor; each epoch draws a
@@ -81,7 +85,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -89,16 +92,18 @@ from .data import MerTensors
 from .errors import CheckpointError, DataLayoutError, ParameterError, TrainingError
 from .metrics import ConstantColumnWarning, evaluate, predict
 from .models import MerNet, Variant, build_model, get_variant
+from .objectives import StepContext, make_objective
 from .paths import atomic_path
 from .profiles import Profile, get_profile
 from .runtime import resolve_device, seed_everything
 
 #: Bumped when the meaning of stored files changes (part of every key).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: objectives with options in the key; history columns per component
 #: Attack of the reference's adversarial training: epsilon, Adam step size (DESIGN §3-4).
 ADV_EPSILON = 0.001
 ADV_STEP_SIZE = 0.002
-HISTORY_COLUMNS = ("epoch", "train_loss", "adv_loss", "valid_score", "valid_r", "valid_mae",
+#: History columns after ``epoch`` and the objective's components (``train_loss``, ...).
+HISTORY_COLUMNS = ("valid_score", "valid_r", "valid_mae",
                    "valid_concept_r", "adversarial", "improved", "seconds")
 
 
@@ -153,6 +158,9 @@ class TrainConfig:
             (default :func:`default_adv_attack`); ignored (None) for the others.
         adv_input: adversarial variants: ``"kept"`` (the original's choice) or
             ``"kept_or_final"`` (see the module docstring); ignored for the others.
+        objective_options: overrides of the variant's objective options (e.g. ``{"c": 0.5}``
+            for an ExpO variant); stored resolved (objective defaults < variant options <
+            overrides), so every option is part of the key.
         bf16: bf16 autocast (CUDA only; ignored with a warning on CPU).
         channels_last: channels_last memory format (any device; float32, deterministic).
 
@@ -173,6 +181,7 @@ class TrainConfig:
     adv_every: int = 5
     adv_attack: dict | None = None
     adv_input: str = "kept"
+    objective_options: dict | None = None
     bf16: bool = False
     channels_last: bool = False
 
@@ -194,6 +203,9 @@ class TrainConfig:
         for name in ("bf16", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        from .objectives import resolve_options
+
+        object.__setattr__(self, "objective_options", resolve_options(spec, self.objective_options))
         attack_cfg = self.adv_attack
         if spec.adversarial:
             from .attacks import AttackConfig
@@ -287,64 +299,6 @@ def model_dir(run_dir: str | Path, config: TrainConfig, data: MerTensors) -> Pat
 
 
 # --------------------------------------------------------------------------------------
-# Objectives
-# --------------------------------------------------------------------------------------
-
-@dataclass
-class LossContext:
-    """What an objective may look at besides the batch.
-
-    ``state`` is a dict the objective may keep values in across batches (e.g. a weight
-    computed at initialisation); it is saved in ``state.pt`` so resuming stays exact. It
-    must hold tensors, numbers, strings and containers of them.
-    """
-
-    model: MerNet
-    variant: Variant
-    config: TrainConfig | None = None
-    epoch: int = 1
-    batch: int = 1
-    state: dict = field(default_factory=dict)
-    adversarial: bool = False  # True for the extra step on attacked inputs
-
-
-LossFn = Callable[[LossContext, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
-LOSSES: dict[str, LossFn] = {}
-
-
-def register_loss(name: str, fn: LossFn | None = None, *, replace: bool = False):
-    """Register a training objective ``fn(ctx, x, emotions, midlevel) -> scalar loss``.
-
-    Usable as a decorator: ``@register_loss("expo")``. A variant picks it by ``loss="expo"``.
-    """
-    def add(f: LossFn) -> LossFn:
-        if name in LOSSES and not replace and LOSSES[name] is not f:
-            raise ParameterError(f"loss {name!r} is already registered; pass replace=True")
-        LOSSES[name] = f
-        return f
-    return add(fn) if fn is not None else add
-
-
-def get_loss(name: str) -> LossFn:
-    """The registered objective called ``name``."""
-    if name not in LOSSES:
-        raise ParameterError(f"unknown training loss {name!r}; known losses: {sorted(LOSSES)}")
-    return LOSSES[name]
-
-
-@register_loss("mse")
-def mse_objective(ctx: LossContext, x: torch.Tensor, emotions: torch.Tensor,
-                  midlevel: torch.Tensor | None) -> torch.Tensor:
-    """``(1 - w) * MSE(emotions) + w * MSE(concepts, mid-level)``, ``w = concept_weight``."""
-    pred, concepts = ctx.model.forward_all(x)
-    loss = F.mse_loss(pred.float(), emotions)
-    w = ctx.variant.concept_weight
-    if w > 0:
-        loss = (1.0 - w) * loss + w * F.mse_loss(concepts.float(), midlevel)
-    return loss
-
-
-# --------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------
 
@@ -390,8 +344,9 @@ def _save_torch(path: Path, obj: Any) -> None:
             os.fsync(f.fileno())
 
 
-def _history_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+def _history_frame(rows: list[dict], components: tuple[str, ...] = ("train_loss",)) -> pd.DataFrame:
+    columns = ["epoch", *components, *HISTORY_COLUMNS]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _read_json(path: Path) -> dict:
@@ -585,7 +540,7 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
         CheckpointError: the folder holds another configuration.
     """
     spec = config.spec
-    loss_fn = get_loss(spec.loss)
+    objective = make_objective(spec, config.objective_options)
     device = resolve_device(device)
     (x_tr, y_tr, m_tr), (x_va, y_va, m_va) = _prepare_data(data, spec, device)
     identity = run_identity(config, data)
@@ -605,11 +560,6 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
         warnings.warn("bf16 autocast is CUDA-only; ignored on CPU (float32)", RuntimeWarning, stacklevel=2)
     use_bf16 = config.bf16 and on_cuda
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    attack_fn = attack_cfg = None
-    if spec.adversarial:
-        from .attacks import AttackConfig, attack as attack_fn
-
-        attack_cfg = AttackConfig.from_dict(config.adv_attack)
     from .attacks.precision import full_float32
 
     with _deterministic(device), full_float32():
@@ -644,25 +594,16 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                 adversarial = config.is_adversarial_epoch(epoch)
                 model.train()
                 perm = torch.randperm(n, generator=gen).to(device)
-                losses, adv_losses = [], []
+                parts: dict[str, list[tuple[int, torch.Tensor]]] = {c: [] for c in objective.components}
                 for b in range(n_batches):
                     idx = perm[b * bs:(b + 1) * bs]
-                    xb, yb = x_tr[idx], y_tr[idx]
                     mb = None if m_tr is None else m_tr[idx]
-                    ctx = LossContext(model, spec, config, epoch, b + 1, loss_state)
-                    losses.append(_step(loss_fn, ctx, optimizer, xb, yb, mb, use_bf16))
-                    if adversarial:
-                        _raise_if_nonfinite(losses[-1:], config, epoch, b, n_batches, "")
-                        model.eval()  # attack with frozen BN statistics and no dropout
-                        x_adv = adversarial_input(attack_fn(model, xb, yb, attack_cfg),
-                                                  config.adv_input)
-                        model.train()
-                        ctx = LossContext(model, spec, config, epoch, b + 1, loss_state, True)
-                        adv_losses.append(_step(loss_fn, ctx, optimizer, x_adv, yb, mb, use_bf16))
-                        _raise_if_nonfinite(adv_losses[-1:], config, epoch, b, n_batches, "adversarial ")
-                _raise_if_nonfinite(losses, config, epoch, 0, n_batches, "")
-                train_loss = float(torch.stack(losses).double().mean())
-                adv_loss = float(torch.stack(adv_losses).double().mean()) if adv_losses else math.nan
+                    ctx = StepContext(model, spec, optimizer, config, epoch, b + 1, loss_state, use_bf16)
+                    for name, value in objective.step(ctx, x_tr[idx], y_tr[idx], mb).items():
+                        parts[name].append((b + 1, value))
+                    model.train()   # an objective must not leave it otherwise; be sure
+                means = _epoch_means(parts, config, epoch, n_batches)
+                train_loss = means["train_loss"]
 
                 score, metrics = _validate(model, spec, x_va, y_va, m_va)
                 improved = math.isfinite(score) and score > best_score
@@ -671,7 +612,7 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                     best_state = _cpu_state_dict(model)
                 else:
                     bad += 1
-                row = {"epoch": epoch, "train_loss": train_loss, "adv_loss": adv_loss,
+                row = {"epoch": epoch, **means,
                        "valid_score": score, "valid_r": metrics["avg_r"], "valid_mae": metrics["mae"],
                        "valid_concept_r": metrics.get("concept_avg_r", math.nan),
                        "adversarial": adversarial, "improved": improved,
@@ -682,7 +623,7 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                     "optimizer": optimizer.state_dict(), "best_state": best_state,
                     "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad,
                     "history": history, "loss_state": loss_state, "rng": _rng_states(gen, device)})
-                _write_bytes(folder / "history.csv", _history_frame(history).to_csv(index=False).encode())
+                _write_bytes(folder / "history.csv", _history_frame(history, objective.components).to_csv(index=False).encode())
                 bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", valid_r=f"{metrics['avg_r']:.3f}",
                                 refresh=False)
                 bar.update(1)
@@ -702,10 +643,11 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
         model.load_state_dict(best_state)
         _save_torch(folder / "model.pt", {"identity": identity, "key": key, "state_dict": best_state,
                                           "best_epoch": best_epoch, "best_score": best_score})
-        _write_bytes(folder / "history.csv", _history_frame(history).to_csv(index=False).encode())
+        _write_bytes(folder / "history.csv", _history_frame(history, objective.components).to_csv(index=False).encode())
         (folder / "state.pt").unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format).eval()
-    return TrainedModel(model, config, key, folder, _history_frame(history), trained_now=True)
+    return TrainedModel(model, config, key, folder, _history_frame(history, objective.components),
+                        trained_now=True)
 
 
 def adversarial_input(result, how: str = "kept") -> torch.Tensor:
@@ -723,26 +665,29 @@ def adversarial_input(result, how: str = "kept") -> torch.Tensor:
     return torch.where(none, result.x + result.final_delta, result.x_adv).detach()
 
 
-def _step(loss_fn: LossFn, ctx: LossContext, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-          y: torch.Tensor, m: torch.Tensor | None, bf16: bool) -> torch.Tensor:
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = loss_fn(ctx, x, y, m)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
+def _epoch_means(parts: dict[str, list[tuple[int, torch.Tensor]]], config: TrainConfig, epoch: int,
+                 n_batches: int) -> dict[str, float]:
+    """Mean of each component over the epoch's batches (NaN when it never occurred).
 
-
-def _raise_if_nonfinite(losses: list[torch.Tensor], config: TrainConfig, epoch: int,
-                        offset: int, n_batches: int, what: str) -> None:
-    values = torch.stack(losses).float().cpu()
-    bad = torch.nonzero(~torch.isfinite(values)).flatten()
-    if len(bad):
-        b = offset + int(bad[0])
-        raise TrainingError(
-            f"training {config.variant} seed {config.seed}: the {what}loss became "
-            f"{float(values[bad[0]])} at epoch {epoch}, batch {b + 1} of {n_batches} (both counted "
-            f"from 1); check the data for nan/inf values or lower the learning rate (lr={config.lr})")
+    ``parts[name]`` holds ``(batch, value)`` pairs. Raises TrainingError naming the first
+    batch whose component was not finite: one device sync per component and epoch, not
+    per batch.
+    """
+    means = {}
+    for name, pairs in parts.items():
+        if not pairs:
+            means[name] = math.nan
+            continue
+        stacked = torch.stack([v for _, v in pairs]).double().cpu()
+        bad = torch.nonzero(~torch.isfinite(stacked)).flatten()
+        if len(bad):
+            raise TrainingError(
+                f"training {config.variant} seed {config.seed}: {name} became "
+                f"{float(stacked[bad[0]])} at epoch {epoch}, batch {pairs[int(bad[0])][0]} of "
+                f"{n_batches} (both counted from 1); check the data for nan/inf values or lower "
+                f"the learning rate (lr={config.lr})")
+        means[name] = float(stacked.mean())
+    return means
 
 
 def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Profile | str,
@@ -776,7 +721,6 @@ def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Pr
         return train(config, data, run_dir, device=device, progress=progress, on_epoch_end=on_epoch_end)
 
 
-__all__ = ["TrainConfig", "TrainedModel", "LossContext", "LOSSES", "register_loss", "get_loss",
-           "mse_objective", "train", "get_trained", "load_trained", "run_identity", "run_key",
+__all__ = ["TrainConfig", "TrainedModel", "train", "get_trained", "load_trained", "run_identity", "run_key",
            "model_dir", "default_adv_attack", "adversarial_input", "ADV_INPUTS", "ADV_EPSILON",
            "ADV_STEP_SIZE", "FORMAT_VERSION"]

@@ -24,8 +24,8 @@ from mer_lib.data import MerTensors, split_indices
 from mer_lib.errors import CheckpointError, DataLayoutError, ParameterError, TrainingError
 from mer_lib.metrics import ConstantColumnWarning, evaluate, pearson_per_column, predict
 from mer_lib.models import build_model, get_variant
-from mer_lib.training import (LossContext, TrainConfig, get_trained, load_trained, mse_objective,
-                              run_identity, train)
+from mer_lib.objectives import task_loss
+from mer_lib.training import TrainConfig, get_trained, load_trained, run_identity, train
 
 TINY = dict(width=0.0625, epochs=2, patience=5)
 
@@ -139,8 +139,8 @@ def test_a2m2e_loss_weighting(data):
     with torch.no_grad():
         e, c = model.forward_all(xb)
         by_hand = 0.5 * ((e - yb) ** 2).mean() + 0.5 * ((c - mb) ** 2).mean()
-        loss = mse_objective(LossContext(model, get_variant("a2m2e")), xb, yb, mb)
-        plain = mse_objective(LossContext(model, get_variant("a2b2e")), xb, yb, mb)
+        loss = task_loss(model, get_variant("a2m2e"), xb, yb, mb)
+        plain = task_loss(model, get_variant("a2b2e"), xb, yb, mb)
     assert torch.allclose(loss, by_hand, rtol=1e-6)
     assert torch.allclose(plain, ((e - yb) ** 2).mean(), rtol=1e-6)
 
@@ -153,7 +153,7 @@ def test_training_learns_and_is_deterministic(data, tmp_path):
     b = train(cfg, data, tmp_path / "b", progress=False)
     assert _same_weights(a.model, b.model)
     h = a.history
-    assert list(h.columns[:3]) == ["epoch", "train_loss", "adv_loss"] and list(h.epoch) == [1, 2, 3]
+    assert list(h.columns[:3]) == ["epoch", "train_loss", "valid_score"] and list(h.epoch) == [1, 2, 3]
     assert h.train_loss.iloc[-1] < 0.7 * h.train_loss.iloc[0]
     assert h.valid_concept_r.notna().all() and not h.adversarial.any()
     assert a.trained_now and not a.model.training
@@ -192,7 +192,9 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path):
 def test_resume_after_kill_mid_epoch(data, tmp_path, monkeypatch):
     cfg = _cfg("a2b2e", epochs=3)
     full = train(cfg, data, tmp_path / "full", progress=False)
-    real_step, calls = training._step, []
+    from mer_lib.objectives import Supervised
+
+    real_step, calls = Supervised.step, []
 
     def dying_step(*args, **kwargs):  # 4 batches per epoch: call 6 = epoch 2, batch 2
         calls.append(1)
@@ -200,7 +202,7 @@ def test_resume_after_kill_mid_epoch(data, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_step", dying_step)
+    monkeypatch.setattr(Supervised, "step", dying_step)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, data, tmp_path / "cut", progress=False)
     monkeypatch.undo()
@@ -340,13 +342,14 @@ def test_channels_last_is_deterministic_and_keyed(data, tmp_path):
 
 # ------------------------------------------------------------------ adversarial training
 
-def test_adversarial_training_attacks_in_eval_mode(data, tmp_path, monkeypatch):
+def test_adversarial_training_attacks_with_frozen_normalisation(data, tmp_path, monkeypatch):
     import mer_lib.attacks as attacks
+    from mer_lib.models import FROZEN_MODULE_TYPES
 
     real_attack, modes = attacks.attack, []
 
     def spy(model, x, y, cfg, **kw):
-        modes.append(model.training)
+        modes.append(any(m.training for m in model.modules() if isinstance(m, FROZEN_MODULE_TYPES)))
         return real_attack(model, x, y, cfg, **kw)
 
     monkeypatch.setattr(attacks, "attack", spy)
@@ -354,7 +357,7 @@ def test_adversarial_training_attacks_in_eval_mode(data, tmp_path, monkeypatch):
     tm = train(_cfg("aa2b2e", adv_every=2, adv_attack=adv), data, tmp_path, progress=False)
     assert list(tm.history.adversarial) == [False, True]
     assert math.isnan(tm.history.adv_loss[0]) and math.isfinite(tm.history.adv_loss[1])
-    assert modes == [False] * 4  # 32 training examples = 4 batches, all attacked in eval mode
+    assert modes == [False] * 4  # 32 training examples = 4 batches, all attacked with BN/dropout frozen
 
 
 @pytest.mark.parametrize("how", ["kept", "kept_or_final"])
@@ -362,22 +365,24 @@ def test_adversarial_training_trains_on_the_kept_perturbation(data, tmp_path, mo
     """As the original: x + kept perturbation, i.e. the clean x where no new rung was reached."""
     import mer_lib.attacks as attacks
 
-    real_attack, real_step, results, inputs = attacks.attack, training._step, [], []
+    import mer_lib.objectives.adversarial as adversarial
+
+    real_attack, real_loss, results, inputs = attacks.attack, adversarial.task_loss, [], []
 
     def spy_attack(model, x, y, cfg, **kw):
         results.append(real_attack(model, x, y, cfg, **kw))
         return results[-1]
 
-    def spy_step(loss_fn, ctx, optimizer, x, *args):
-        if ctx.adversarial:
-            inputs.append(x.detach().clone())
-        return real_step(loss_fn, ctx, optimizer, x, *args)
+    def spy_loss(model, variant, x, *args):
+        inputs.append(x.detach().clone())
+        return real_loss(model, variant, x, *args)
 
     monkeypatch.setattr(attacks, "attack", spy_attack)
-    monkeypatch.setattr(training, "_step", spy_step)
+    monkeypatch.setattr(adversarial, "task_loss", spy_loss)
     adv = AttackConfig(mode="reference", epsilon=0.001, step_size=0.002, max_iterations=3).to_dict()
     train(_cfg("aa2e", epochs=1, adv_every=1, adv_attack=adv, adv_input=how), data, tmp_path,
           progress=False)
+    inputs = inputs[1::2]                                # clean, adversarial, clean, ...
     assert len(results) == len(inputs) == 4              # 32 training examples, batches of 8
     no_rung = 0
     for res, used in zip(results, inputs):
@@ -394,14 +399,16 @@ def test_adversarial_training_trains_on_the_kept_perturbation(data, tmp_path, mo
 
 
 def test_training_runs_in_full_float32(data, tmp_path, monkeypatch):
+    from mer_lib.objectives import Supervised
+
     seen = []
-    real_step = training._step
+    real_step = Supervised.step
 
     def spy_step(*args):
         seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
         return real_step(*args)
 
-    monkeypatch.setattr(training, "_step", spy_step)
+    monkeypatch.setattr(Supervised, "step", spy_step)
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     before = (matmul.allow_tf32, cudnn.allow_tf32)
     matmul.allow_tf32 = cudnn.allow_tf32 = True         # as a user with TF32 on would have it

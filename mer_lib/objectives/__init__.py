@@ -1,18 +1,33 @@
-"""Training objectives and their building blocks.
+"""Training objectives: what one training step does, and their building blocks.
 
 Modules:
 
-- ``expo``  the ExpO regularisers (Plumb et al. 2020) as pure functions: ExpO-Fidelity
-            (closed-form local-linear residual on Gaussian patch neighbours, also as a
-            chunked backward), ExpO-Stability, and the weight ``c * L(init) / R(init)``.
+- ``base``         the :class:`Objective` API (a step owns forward, extra passes, backward and
+                   the optimiser step, and returns named components), its registry and
+                   :func:`task_loss`
+- ``supervised``   ``"mse"``: the plain task loss (A2E, A2B2E, A2M2E)
+- ``adversarial``  ``"adversarial"``: the reference's adversarial training (aA2E, aA2B2E)
+- ``expo``         the ExpO regularisers (Plumb et al. 2020) as pure functions: ExpO-Fidelity
+                   (closed-form local-linear residual on Gaussian patch neighbours, also as a
+                   chunked backward), ExpO-Stability, and the weight ``c * L(init) / R(init)``
+
+Importing :mod:`mer_lib` registers every objective, so a stored model is loadable anywhere.
 
 Example:
-    >>> from mer_lib.objectives import SIGMA_REG, regulariser_weight
+    >>> from mer_lib.objectives import OBJECTIVES, SIGMA_REG, regulariser_weight
+    >>> sorted(OBJECTIVES)[:2]
+    ['adversarial', 'mse']
     >>> SIGMA_REG, regulariser_weight(1.5, loss_init=0.5, reg_init=0.25)
     (0.5, 3.0)
 """
+from .base import (OBJECTIVES, Objective, StepContext, check_finite_option, get_objective, make_objective,
+                   register_objective, resolve_options, task_loss)
+from .supervised import Supervised
+from .adversarial import Adversarial
 from .expo import (SIGMA_REG, STABILITY_RADIUS, fidelity_regulariser, fidelity_regulariser_backward,
                    regulariser_weight, stability_regulariser)
 
-__all__ = ["SIGMA_REG", "STABILITY_RADIUS", "fidelity_regulariser", "fidelity_regulariser_backward",
-           "stability_regulariser", "regulariser_weight"]
+__all__ = ["OBJECTIVES", "Objective", "StepContext", "register_objective", "get_objective",
+           "make_objective", "resolve_options", "task_loss", "check_finite_option", "Supervised",
+           "Adversarial", "SIGMA_REG", "STABILITY_RADIUS", "fidelity_regulariser",
+           "fidelity_regulariser_backward", "stability_regulariser", "regulariser_weight"]

@@ -1,0 +1,125 @@
+"""The objective API: the trainer runs objectives, records their components, keys their options."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from mer_lib.attacks import AttackConfig, attack
+from mer_lib.data import MerTensors, split_indices
+from mer_lib.errors import ParameterError
+from mer_lib.models import Variant, build_model, get_variant, register_variant
+from mer_lib.objectives import (OBJECTIVES, Objective, check_finite_option, make_objective, register_objective,
+                                task_loss)
+from mer_lib.runtime import seed_everything
+from mer_lib.training import TrainConfig, run_identity, run_key, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def data() -> MerTensors:
+    g = torch.Generator().manual_seed(1)
+    n = 24
+    x = torch.randn(n, 1, 32, 24, generator=g)
+    emotions = torch.rand(n, 8, generator=g)
+    return MerTensors(x=x, emotions=emotions, midlevel=torch.rand(n, 7, generator=g),
+                      split=split_indices(n), ids=[str(i) for i in range(n)], mean=0.0, std=1.0,
+                      identity="objectives-test")
+
+
+@register_objective
+class ScaledMse(Objective):
+    """A toy objective: ``scale * MSE``, reporting the unscaled MSE as a second component."""
+
+    name = "test_scaled_mse"
+    components = ("train_loss", "raw_mse")
+    defaults = {"scale": 1.0}
+
+    @classmethod
+    def validate(cls, options):
+        check_finite_option(cls.name, "scale", options["scale"], strict=True)
+
+    def step(self, ctx, x, emotions, midlevel):
+        raw = task_loss(ctx.model, ctx.variant, x, emotions, midlevel)
+        return {"train_loss": self.descend(ctx, self.options["scale"] * raw), "raw_mse": raw.detach()}
+
+
+register_variant(Variant("test_scaled", "direct", objective="test_scaled_mse", options={"scale": 2.0}),
+                 replace=True)
+
+
+def test_options_resolve_validate_and_enter_the_key(data):
+    default = TrainConfig("test_scaled", seed=0)
+    assert default.objective_options == {"scale": 2.0}                 # the variant's default
+    three = TrainConfig("test_scaled", seed=0, objective_options={"scale": 3.0})
+    assert three.objective_options == {"scale": 3.0}
+    assert run_key(run_identity(default, data)) != run_key(run_identity(three, data))
+    same = TrainConfig("test_scaled", seed=0, objective_options={"scale": 2.0})
+    assert run_key(run_identity(default, data)) == run_key(run_identity(same, data))
+    with pytest.raises(ParameterError, match=r"objective 'test_scaled_mse' has no option\(s\) \['c'\]"):
+        TrainConfig("test_scaled", seed=0, objective_options={"c": 1})
+    with pytest.raises(ParameterError, match="option scale must be a finite number > 0, got -1"):
+        TrainConfig("test_scaled", seed=0, objective_options={"scale": -1})
+    with pytest.raises(ParameterError, match="objective 'mse' has no option"):
+        TrainConfig("a2e", seed=0, objective_options={"scale": 1.0})
+
+
+def test_unknown_objective_is_a_clear_error():
+    with pytest.raises(ParameterError, match="unknown training objective 'nope'"):
+        make_objective(Variant("test_nope", "direct", objective="nope"))
+
+
+def test_history_has_one_column_per_component(data, tmp_path):
+    tm = train(TrainConfig("test_scaled", seed=0, width=0.0625, epochs=2, objective_options={"scale": 4.0}),
+               data, tmp_path, progress=False)
+    h = tm.history
+    assert list(h.columns[:3]) == ["epoch", "train_loss", "raw_mse"]
+    assert h.train_loss.tolist() == pytest.approx((4.0 * h.raw_mse).tolist(), rel=1e-6)
+    assert "adv_loss" not in h.columns
+
+
+def test_builtin_variants_name_their_objectives():
+    assert get_variant("a2e").objective == "mse" and get_variant("aa2b2e").objective == "adversarial"
+    assert {"mse", "adversarial"} <= set(OBJECTIVES)
+
+
+def test_adversarial_objective_equals_the_reference_recipe_by_hand(data, tmp_path):
+    """One adversarial epoch through the trainer == clean step, attack in eval mode, step on x_adv."""
+    adv = AttackConfig(mode="reference", epsilon=0.001, step_size=0.002, max_iterations=3)
+    cfg = TrainConfig("aa2e", seed=3, width=0.0625, epochs=1, batch_size=8, lr=1e-3, adv_every=1,
+                      adv_attack=adv.to_dict())
+    trained = train(cfg, data, tmp_path, progress=False)
+
+    gen = seed_everything(cfg.seed)
+    model = build_model("aa2e", cfg.width)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    x, y, _ = data.subset("train")
+    perm = torch.randperm(x.shape[0], generator=gen)
+    spec = get_variant("aa2e")
+    for b in range(0, x.shape[0], cfg.batch_size):
+        idx = perm[b:b + cfg.batch_size]
+        model.train()
+        opt.zero_grad()
+        task_loss(model, spec, x[idx], y[idx], None).backward()
+        opt.step()
+        model.eval()
+        x_adv = attack(model, x[idx], y[idx], adv).x_adv
+        model.train()
+        opt.zero_grad()
+        task_loss(model, spec, x_adv, y[idx], None).backward()
+        opt.step()
+    got, want = trained.model.state_dict(), model.state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in got), "the adversarial objective changed the recipe"
+
+
+def test_stored_model_of_a_test_objective_keeps_its_options(data, tmp_path):
+    tm = train(TrainConfig("test_scaled", seed=0, width=0.0625, epochs=1, objective_options={"scale": 3.0}),
+               data, tmp_path, progress=False)
+    from mer_lib.training import load_trained
+
+    again = load_trained(tm.path)
+    assert again.config.objective_options == {"scale": 3.0}
+    assert dataclasses.asdict(again.config) == dataclasses.asdict(tm.config)
