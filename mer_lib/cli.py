@@ -188,9 +188,12 @@ def _attack(args: argparse.Namespace) -> int:
 def _list_variants() -> int:
     from .models import VARIANTS
 
-    print(f"{'name':<10} {'label':<8} {'head':<11} {'concept_w':>9} {'adversarial':>11}  description")
-    for v in VARIANTS.values():
-        print(f"{v.name:<10} {v.label:<8} {v.head:<11} {v.concept_weight:>9g} {str(v.adversarial):>11}  {v.description}")
+    rows = [("name", "label", "head", "concept_w", "objective", "description")]
+    rows += [(v.name, v.label, v.head, f"{v.concept_weight:g}", v.objective, v.description)
+             for v in VARIANTS.values()]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5])
     return 0
 
 

@@ -123,3 +123,79 @@ def test_stored_model_of_a_test_objective_keeps_its_options(data, tmp_path):
     again = load_trained(tm.path)
     assert again.config.objective_options == {"scale": 3.0}
     assert dataclasses.asdict(again.config) == dataclasses.asdict(tm.config)
+
+
+# ------------------------------------------------------------------ ExpO objectives
+
+EXPO_SMALL = {"bands": 2, "segments": 2, "reg_batch": 2, "c": 1.0}
+
+
+@pytest.mark.parametrize("variant,component", [("expof_a2e", "expo_fidelity"), ("expos_a2b2e", "expo_stability")])
+def test_expo_objectives_train_record_their_regulariser_and_resume_exactly(data, tmp_path, variant, component):
+    from test_training import _interrupt_after   # the shared kill-after-epoch hook
+
+    cfg = TrainConfig(variant, seed=2, width=0.0625, epochs=2, objective_options=EXPO_SMALL)
+    full = train(cfg, data, tmp_path / "full", progress=False)
+    h = full.history
+    assert list(h.columns[:4]) == ["epoch", "train_loss", "task_loss", component]
+    assert (h[component] > 0).all() and h.train_loss.gt(h.task_loss).all()
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path / "cut", progress=False, on_epoch_end=_interrupt_after(1))
+    again = train(cfg, data, tmp_path / "cut", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(),
+                                                  again.model.state_dict().values()))
+
+
+def test_expo_weight_makes_c_the_relative_weight_at_initialisation(data):
+    """weight = c * L(init) / R(init): at the first step, weight * R == c * the task loss."""
+    from mer_lib.objectives import ExpoFidelity, StepContext
+
+    class Quadratic(ExpoFidelity):       # a deterministic stand-in for R, same weighting code
+        def regulariser(self, model, x):
+            return model(x).pow(2).mean()
+
+        def add_regulariser_gradient(self, model, x, weight):
+            return _ExpoBase.add_regulariser_gradient(self, model, x, weight)
+
+    from mer_lib.objectives.expo_training import _ExpoObjective as _ExpoBase
+
+    torch.manual_seed(0)
+    model = build_model("expof_a2e", 0.0625).eval()     # eval: no dropout, fixed BN
+    objective = Quadratic({**EXPO_SMALL, "c": 0.25})
+    ctx = StepContext(model, get_variant("expof_a2e"), torch.optim.SGD(model.parameters(), lr=0.1))
+    x, y, _ = data.subset("train")
+    parts = objective.step(ctx, x[:8], y[:8], None)
+    assert ctx.state["weight"] * float(parts["expo_fidelity"]) == pytest.approx(0.25 * float(parts["task_loss"]),
+                                                                                rel=1e-5)
+    first = ctx.state["weight"]
+    objective.step(ctx, x[8:16], y[8:16], None)
+    assert ctx.state["weight"] == first                  # fixed after initialisation
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"c": -1}, "option c must be a finite number >= 0"),
+    ({"sigma": 0}, "option sigma must be a finite number > 0"),
+    ({"bands": 2, "segments": 2, "n_neighbours": 5}, "option n_neighbours must be an integer >= 6"),
+    ({"reg_batch": 0}, "option reg_batch must be an integer >= 1"),
+])
+def test_expo_bad_options(options, message):
+    with pytest.raises(ParameterError, match=message):
+        TrainConfig("expof_a2e", seed=0, objective_options=options)
+
+
+def test_model_of_a_package_objective_reloads_in_a_fresh_process(data, tmp_path):
+    import subprocess
+    import sys
+
+    tm = train(TrainConfig("expof_a2e", seed=1, width=0.0625, epochs=1, objective_options=EXPO_SMALL),
+               data, tmp_path, progress=False)
+    x = data.x[:3]
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        want = tm.model(x)
+    code = ("import sys, torch; from mer_lib.training import load_trained; "
+            "tm = load_trained(sys.argv[1], device='cpu'); x = torch.load(sys.argv[2]); "
+            "torch.save(tm.model(x).detach(), sys.argv[3])")
+    subprocess.run([sys.executable, "-c", code, str(tm.path), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+                   check=True, capture_output=True, timeout=300)
+    assert torch.equal(torch.load(tmp_path / "y.pt"), want)

@@ -7,6 +7,8 @@ Modules:
                    :func:`task_loss`
 - ``supervised``   ``"mse"``: the plain task loss (A2E, A2B2E, A2M2E)
 - ``adversarial``  ``"adversarial"``: the reference's adversarial training (aA2E, aA2B2E)
+- ``expo_training`` ``"expo_fidelity"`` / ``"expo_stability"``: ExpO-regularised training and
+                   the variants ``expof_a2e``, ``expof_a2b2e``, ``expos_a2e``, ``expos_a2b2e``
 - ``expo``         the ExpO regularisers (Plumb et al. 2020) as pure functions: ExpO-Fidelity
                    (closed-form local-linear residual on Gaussian patch neighbours, also as a
                    chunked backward), ExpO-Stability, and the weight ``c * L(init) / R(init)``
@@ -15,8 +17,8 @@ Importing :mod:`mer_lib` registers every objective, so a stored model is loadabl
 
 Example:
     >>> from mer_lib.objectives import OBJECTIVES, SIGMA_REG, regulariser_weight
-    >>> sorted(OBJECTIVES)[:2]
-    ['adversarial', 'mse']
+    >>> {"mse", "adversarial", "expo_fidelity", "expo_stability"} <= set(OBJECTIVES)
+    True
     >>> SIGMA_REG, regulariser_weight(1.5, loss_init=0.5, reg_init=0.25)
     (0.5, 3.0)
 """
@@ -24,10 +26,11 @@ from .base import (OBJECTIVES, Objective, StepContext, check_finite_option, get_
                    register_objective, resolve_options, task_loss)
 from .supervised import Supervised
 from .adversarial import Adversarial
+from .expo_training import ExpoFidelity, ExpoStability
 from .expo import (SIGMA_REG, STABILITY_RADIUS, fidelity_regulariser, fidelity_regulariser_backward,
                    regulariser_weight, stability_regulariser)
 
 __all__ = ["OBJECTIVES", "Objective", "StepContext", "register_objective", "get_objective",
            "make_objective", "resolve_options", "task_loss", "check_finite_option", "Supervised",
-           "Adversarial", "SIGMA_REG", "STABILITY_RADIUS", "fidelity_regulariser",
+           "Adversarial", "ExpoFidelity", "ExpoStability", "SIGMA_REG", "STABILITY_RADIUS", "fidelity_regulariser",
            "fidelity_regulariser_backward", "stability_regulariser", "regulariser_weight"]
