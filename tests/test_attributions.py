@@ -265,6 +265,9 @@ def test_topk_attack_keeps_the_prediction_within_tolerance():
     free = topk_attack(model, x, dataclasses.replace(cfg, tolerance=1e9))
     assert bool((free.output_change > 0.02).any())
     assert bool((free.kendall_tau.mean(1) <= res.kendall_tau.mean(1) + 1e-12).all())
+    chunked = topk_attack(model, x, cfg, batch_size=3)        # 3 + 1 examples: same results
+    assert torch.equal(chunked.delta, res.delta) and torch.equal(chunked.step, res.step)
+    assert torch.allclose(chunked.kendall_tau, res.kendall_tau, rtol=0, atol=1e-15)
     table = res.table()
     assert list(table.columns) == ["topk_intersection", "kendall_tau"] and len(table) == 9
     # no step can meet a zero tolerance on a changed input: the start is kept
@@ -284,5 +287,7 @@ def test_topk_attack_config_bad_input():
         TopkAttackConfig(epsilon=0.1, tolerance=-0.1)
     with pytest.raises(ParameterError, match="ig_steps"):
         TopkAttackConfig(epsilon=0.1, ig_steps=1)
+    with pytest.raises(ParameterError, match="batch_size"):
+        topk_attack(mer_model(), inputs(), TopkAttackConfig(epsilon=0.1), batch_size=0)
     cfg = TopkAttackConfig(epsilon=0.2, iterations=5)
     assert cfg.step_size == pytest.approx(0.1) and cfg == copy.deepcopy(cfg) and hash(cfg)

@@ -197,13 +197,17 @@ def _maps(model, x, cfg: TopkAttackConfig, baseline) -> torch.Tensor:
 
 def topk_attack(model: nn.Module, x: torch.Tensor, config: TopkAttackConfig, *,
                 baseline: str | torch.Tensor = "zeros", mean: float | None = None,
-                std: float | None = None, surrogate: nn.Module | None = None) -> TopkAttackResult:
-    """Attack the IG maps of ``model`` at ``x`` (see the module docstring), all examples together.
+                std: float | None = None, surrogate: nn.Module | None = None,
+                batch_size: int | None = None) -> TopkAttackResult:
+    """Attack the IG maps of ``model`` at ``x`` (see the module docstring), examples together.
 
     ``baseline``/``mean``/``std`` as in :func:`~mer_lib.attributions.ig.make_baseline` (the
     same baseline is used at ``x`` and at every ``x + delta``); ``surrogate`` defaults to
-    ``softplus_surrogate(model, config.beta)``. Both models run frozen; no ``.grad`` is
-    touched. Deterministic (no random start).
+    ``softplus_surrogate(model, config.beta)``. ``batch_size`` examples are attacked at a
+    time (default: all; the results do not depend on it, only the memory does: the
+    surrogate's differentiable IG holds ``attack_ig_steps * batch_size`` examples' graphs for
+    every attacked emotion). Both models run frozen; no ``.grad`` is touched. Deterministic
+    (no random start).
 
     Example:
         >>> import torch
@@ -217,10 +221,23 @@ def topk_attack(model: nn.Module, x: torch.Tensor, config: TopkAttackConfig, *,
     """
     if not isinstance(config, TopkAttackConfig):
         raise ParameterError(f"config must be a TopkAttackConfig, got {type(config).__name__}")
-    cfg = config
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
+        raise ParameterError("x must be a tensor (batch >= 1, ...)")
+    n = x.shape[0]
+    batch_size = n if batch_size is None else check_int("batch_size", batch_size)
     x = x.detach()
     base = make_baseline(baseline, x, mean=mean, std=std)
-    sur = softplus_surrogate(model, cfg.beta) if surrogate is None else surrogate
+    sur = softplus_surrogate(model, config.beta) if surrogate is None else surrogate
+    parts = [_attack_chunk(model, sur, x[lo:lo + batch_size], base[lo:lo + batch_size], config)
+             for lo in range(0, n, batch_size)]
+    fields = {f.name: torch.cat([getattr(p, f.name) for p in parts])
+              for f in dataclasses.fields(TopkAttackResult) if f.name != "k"}
+    return TopkAttackResult(**fields, k=config.k)
+
+
+def _attack_chunk(model: nn.Module, sur: nn.Module, x: torch.Tensor, base: torch.Tensor,
+                  cfg: TopkAttackConfig) -> TopkAttackResult:
+    """:func:`topk_attack` on one chunk of examples."""
     with frozen_normalisation(model), frozen_normalisation(sur):
         with torch.no_grad():
             clean_pred = model(x)
