@@ -161,6 +161,10 @@ class TrainConfig:
         objective_options: overrides of the variant's objective options (e.g. ``{"c": 0.5}``
             for an ExpO variant); stored resolved (objective defaults < variant options <
             overrides), so every option is part of the key.
+        init_from: fine-tune: ``"<variant>/<key>"`` of a finished model in the same run
+            directory (:func:`model_ref`) whose weights initialise training instead of the
+            random initialisation (same head and width required). The parent's key names
+            its whole configuration and data, so it is part of this model's key.
         bf16: bf16 autocast (CUDA only; ignored with a warning on CPU).
         channels_last: channels_last memory format (any device; float32, deterministic).
 
@@ -182,6 +186,7 @@ class TrainConfig:
     adv_attack: dict | None = None
     adv_input: str = "kept"
     objective_options: dict | None = None
+    init_from: str | None = None
     bf16: bool = False
     channels_last: bool = False
 
@@ -198,6 +203,9 @@ class TrainConfig:
         object.__setattr__(self, "batch_size", _check_int("batch_size", self.batch_size, 1))
         object.__setattr__(self, "lr", _check_float("lr", self.lr, 0.0, 1.0))
         object.__setattr__(self, "adv_every", _check_int("adv_every", self.adv_every, 1))
+        if self.init_from is not None and not _is_model_ref(self.init_from):
+            raise ParameterError(f"init_from must be '<variant>/<16-hex-digit key>' of a stored model "
+                                 f"(see model_ref), got {self.init_from!r}")
         if self.adv_input not in ADV_INPUTS:
             raise ParameterError(f"adv_input must be one of {list(ADV_INPUTS)}, got {self.adv_input!r}")
         for name in ("bf16", "channels_last"):
@@ -278,6 +286,18 @@ class TrainConfig:
             raise ParameterError(f"unknown training override(s) {unknown}; known: {sorted(known)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _is_model_ref(ref: Any) -> bool:
+    if not isinstance(ref, str) or ref.count("/") != 1:
+        return False
+    variant, key = ref.split("/")
+    return bool(variant) and len(key) == 16 and all(c in "0123456789abcdef" for c in key)
+
+
+def model_ref(trained: "TrainedModel") -> str:
+    """``"<variant>/<key>"``: how ``TrainConfig.init_from`` names a stored model to fine-tune."""
+    return f"{trained.config.variant}/{trained.key}"
 
 
 def run_identity(config: TrainConfig, data: MerTensors) -> dict:
@@ -565,6 +585,8 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
     with _deterministic(device), full_float32():
         gen = seed_everything(config.seed)
         model = build_model(spec, config.width).to(device, memory_format=memory_format)
+        if config.init_from is not None:
+            _initialise_from(model, Path(run_dir), config)
         x_tr = x_tr.contiguous(memory_format=memory_format)
         x_va = x_va.contiguous(memory_format=memory_format)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -650,6 +672,20 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                         trained_now=True)
 
 
+def _initialise_from(model: MerNet, run_dir: Path, config: TrainConfig) -> None:
+    """Load the weights of the finished model ``config.init_from`` into ``model`` (fine-tuning)."""
+    folder = run_dir / "models" / config.init_from
+    if not (folder / "model.pt").is_file():
+        raise CheckpointError(f"init_from={config.init_from!r}: no finished model in {folder}; "
+                              f"train that model first (in the same run directory)")
+    parent = load_trained(folder, device="cpu")
+    if parent.model.head != model.head or parent.config.width != config.width:
+        raise CheckpointError(
+            f"init_from={config.init_from!r} is a {parent.model.head} model of width "
+            f"{parent.config.width}; {config.variant} needs a {model.head} model of width {config.width}")
+    model.load_state_dict(parent.model.state_dict())
+
+
 def adversarial_input(result, how: str = "kept") -> torch.Tensor:
     """The adversarial batch of one training step from an :class:`~mer_lib.attacks.AttackResult`.
 
@@ -722,5 +758,5 @@ def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Pr
 
 
 __all__ = ["TrainConfig", "TrainedModel", "train", "get_trained", "load_trained", "run_identity", "run_key",
-           "model_dir", "default_adv_attack", "adversarial_input", "ADV_INPUTS", "ADV_EPSILON",
+           "model_dir", "model_ref", "default_adv_attack", "adversarial_input", "ADV_INPUTS", "ADV_EPSILON",
            "ADV_STEP_SIZE", "FORMAT_VERSION"]

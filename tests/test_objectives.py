@@ -199,3 +199,29 @@ def test_model_of_a_package_objective_reloads_in_a_fresh_process(data, tmp_path)
     subprocess.run([sys.executable, "-c", code, str(tm.path), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
                    check=True, capture_output=True, timeout=300)
     assert torch.equal(torch.load(tmp_path / "y.pt"), want)
+
+
+# ------------------------------------------------------------------ fine-tuning (init_from)
+
+def test_fine_tuning_starts_from_the_stored_weights_and_is_keyed(data, tmp_path):
+    from mer_lib.errors import CheckpointError
+    from mer_lib.training import model_ref
+
+    base = train(TrainConfig("a2e", seed=1, width=0.0625, epochs=1), data, tmp_path, progress=False)
+    ref = model_ref(base)
+    cfg = TrainConfig("expof_a2e", seed=1, width=0.0625, epochs=1, lr=1e-12, init_from=ref,
+                      objective_options=EXPO_SMALL)
+    tuned = train(cfg, data, tmp_path, progress=False)
+    # lr ~ 0: the fine-tuned weights are the parent's (BatchNorm statistics move, weights do not)
+    for name, value in base.model.state_dict().items():
+        if "running" not in name and "num_batches" not in name:
+            assert torch.allclose(tuned.model.state_dict()[name], value, atol=1e-8), name
+    scratch = dataclasses.replace(cfg, init_from=None)
+    assert run_key(run_identity(cfg, data)) != run_key(run_identity(scratch, data))
+    with pytest.raises(CheckpointError, match="needs a bottleneck model"):
+        train(TrainConfig("expof_a2b2e", seed=1, width=0.0625, epochs=1, init_from=ref,
+                          objective_options=EXPO_SMALL), data, tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="no finished model"):
+        train(dataclasses.replace(cfg, init_from="a2e/0123456789abcdef"), data, tmp_path, progress=False)
+    with pytest.raises(ParameterError, match="init_from must be"):
+        TrainConfig("a2e", seed=1, init_from="runs/models/a2e")
