@@ -7,6 +7,7 @@ Layout (everything keyed by content hashes and component versions, never by path
     <home>/cache/spectrograms/<front end>/     spectrograms by audio content hash
     <home>/models/<variant>/<model key>/       one trained model (mer_lib.training)
     <home>/attacks/<model key>/<result key>/   one attack result: table.csv + meta.json
+    <home>/explanations/<model key>/<key>/     explanation metrics of one model (same format)
 
 A model key hashes the training configuration, the variant, the trainer's format version and
 the data identity (which covers the corpus content, the front-end and generator versions and
@@ -24,11 +25,19 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import pandas as pd
 
 from .errors import CheckpointError
+from .locks import work_lock
 from .paths import atomic_path
 
 #: Bumped when the folder layout below changes.
@@ -70,3 +79,96 @@ def open_store(home: str | Path) -> Path:
     with atomic_path(marker) as tmp:
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
     return home
+
+
+# --------------------------------------------------------------------------------------
+# Stored tables: one result = one folder with table.csv + meta.json, complete or absent
+# --------------------------------------------------------------------------------------
+
+TABLE, META = "table.csv", "meta.json"
+#: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
+def identity_key(identity: dict) -> str:
+    """Short sha256 (16 hex digits) of an identity dict (JSON with sorted keys)."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def table_dir(run_dir: str | Path, kind: str, model_key: str, identity: dict) -> Path:
+    """``<run_dir>/<kind>/<model key>/<key of identity>``: where one stored table lives."""
+    return Path(run_dir) / kind / str(model_key) / identity_key(identity)
+
+
+def is_stored(folder: str | Path) -> bool:
+    """True when ``folder`` holds a complete stored table."""
+    return (Path(folder) / META).is_file()
+
+
+def load_table(folder: str | Path, expected: dict | None = None) -> pd.DataFrame:
+    """The table stored in ``folder``; with ``expected`` (its identity) checked first."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META).read_text())
+        table = pd.read_csv(folder / TABLE, dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the stored result {folder} ({exc}); delete the folder "
+                              f"to recompute it") from None
+    if expected is not None and meta.get("identity") != expected:
+        raise CheckpointError(f"the stored result {folder} was computed for {meta.get('identity')}, "
+                              f"not for {expected}; delete the folder to recompute it")
+    return table
+
+
+def write_table(folder: Path, table: pd.DataFrame, meta: dict) -> None:
+    """Write both files into a temporary sibling folder, then rename it into place (atomic)."""
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name, text in ((TABLE, table.to_csv(index=False)), (META, json.dumps(meta, indent=2, sort_keys=True))):
+            with open(tmp / name, "w", newline="") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        if folder.exists():              # an incomplete leftover (no meta.json); we hold the lock
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class StoredTable:
+    """A stored table with where it lives and whether this call computed it."""
+
+    table: pd.DataFrame
+    path: Path
+    computed_now: bool
+
+
+def get_table(folder: Path, identity: dict, compute: Callable[[], pd.DataFrame], *, what: str,
+              meta: dict | None = None) -> StoredTable:
+    """The table stored in ``folder``, or ``compute()`` it under a work lock and store it.
+
+    Check, lock, check again: any number of workers asking for the same table compute it
+    once; a kill leaves either the complete table or nothing.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp()) / "demo" / "k"
+        >>> get_table(folder, {"x": 1}, lambda: pd.DataFrame({"a": [1]}), what="demo").computed_now
+        True
+        >>> get_table(folder, {"x": 1}, lambda: 1 / 0, what="demo").table.a.tolist()
+        [1]
+    """
+    if is_stored(folder):
+        return StoredTable(load_table(folder, identity), folder, False)
+    with work_lock(folder.with_name(folder.name + ".lock"), what=what):
+        if is_stored(folder):             # another worker finished it while we waited
+            return StoredTable(load_table(folder, identity), folder, False)
+        table = compute()
+        write_table(folder, table, {"identity": identity, "key": folder.name, "rows": len(table),
+                                    **(meta or {})})
+    return StoredTable(load_table(folder, identity), folder, True)

@@ -424,9 +424,9 @@ def test_run_attack_caches_the_table(tmp_path, monkeypatch):
                               config=SimpleNamespace(variant="a2e", seed=6))
     cfg = AttackConfig(epsilon=0.01, step_size=0.005, max_iterations=3)
     first = run_attack(trained, tensors, cfg, run_dir=tmp_path, progress=False)
-    csv = tmp_path / "attacks" / "a2e-6-abc" / f"{cfg.key()}_test.csv"
-    assert csv.is_file() and csv.with_suffix(".json").is_file()
-    assert not list(csv.parent.glob("*.tmp"))
+    folder = results_module.result_dir(tmp_path, "a2e-6-abc", cfg, "test", tensors.identity)
+    assert (folder / "table.csv").is_file() and (folder / "meta.json").is_file()
+    assert not [p for p in folder.parent.iterdir() if ".tmp" in p.name]
     assert first.example.tolist() == ["005", "006"]
     assert first.variant.unique().tolist() == ["a2e"] and first.seed.unique().tolist() == [6]
     for column, value in [("model_key", "a2e-6-abc"), ("mode", "projected"), ("epsilon", 0.01),

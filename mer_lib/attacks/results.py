@@ -21,24 +21,18 @@ Example (``trained`` from :mod:`mer_lib.training`, ``data`` a :class:`~mer_lib.d
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from ..data import MerTensors
-from ..errors import CheckpointError, ParameterError
-from ..locks import work_lock
+from ..errors import ParameterError
 from ..runtime import resolve_device
+from ..store import StoredTable, get_table, identity_key, is_stored, load_table, table_dir
 from .config import AttackConfig
 from .engine import ENGINE_VERSION, attack
 
-TABLE, META = "table.csv", "meta.json"
 
 
 def result_identity(model_key: str, config: AttackConfig, split: str, data_identity: str) -> dict:
@@ -54,66 +48,17 @@ def result_identity(model_key: str, config: AttackConfig, split: str, data_ident
 
 def result_key(identity: dict) -> str:
     """Short sha256 (16 hex digits) of a :func:`result_identity`."""
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return identity_key(identity)
 
 
 def result_dir(run_dir: str | Path, model_key: str, config: AttackConfig, split: str,
                data_identity: str) -> Path:
     """The folder of one result (it exists only once the result is complete)."""
-    key = result_key(result_identity(model_key, config, split, data_identity))
-    return Path(run_dir) / "attacks" / str(model_key) / key
+    return table_dir(run_dir, "attacks", model_key, result_identity(model_key, config, split, data_identity))
 
 
-def is_stored(folder: str | Path) -> bool:
-    """True when ``folder`` holds a complete result."""
-    return (Path(folder) / META).is_file()
-
-
-#: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
-_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-
-
-def load_result(folder: str | Path, expected: dict | None = None) -> pd.DataFrame:
-    """The table stored in ``folder``; with ``expected`` (a :func:`result_identity`) checked first."""
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / META).read_text())
-        table = pd.read_csv(folder / TABLE, dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read the attack result {folder} ({exc}); delete the folder "
-                              f"to recompute it") from None
-    if expected is not None and meta.get("identity") != expected:
-        raise CheckpointError(f"the attack result {folder} was computed for {meta.get('identity')}, "
-                              f"not for {expected}; delete the folder to recompute it")
-    return table
-
-
-def _write_result(folder: Path, table: pd.DataFrame, meta: dict) -> None:
-    """Write both files into a temporary sibling folder, then rename it into place (atomic)."""
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        for name, text in ((TABLE, table.to_csv(index=False)), (META, json.dumps(meta, indent=2, sort_keys=True))):
-            with open(tmp / name, "w", newline="") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-        if folder.exists():              # an incomplete leftover (no meta.json); we hold the lock
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@dataclass
-class StoredTable:
-    """An attack table with where it is stored and whether this call computed it."""
-
-    table: pd.DataFrame
-    path: Path
-    computed_now: bool
+#: Reading a stored result (:func:`mer_lib.store.load_table`).
+load_result = load_table
 
 
 def describe(config: AttackConfig) -> str:
@@ -139,17 +84,9 @@ def get_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = 
         raise ParameterError(f"split must be one of {list(data.split)}, got {split!r}")
     identity = result_identity(trained.key, config, split, data.identity)
     folder = result_dir(run_dir, trained.key, config, split, data.identity)
-    if is_stored(folder):
-        return StoredTable(load_result(folder, identity), folder, False)
     what = f"attack {trained.config.variant} seed {trained.config.seed} {describe(config)} ({folder.name})"
-    with work_lock(folder.with_name(folder.name + ".lock"), what=what):
-        if is_stored(folder):             # another worker finished it while we waited
-            return StoredTable(load_result(folder, identity), folder, False)
-        table = _compute(trained, data, config, split, batch_size, device, progress)
-        meta = {"identity": identity, "key": folder.name, "variant": trained.config.variant,
-                "seed": int(trained.config.seed), "rows": len(table)}
-        _write_result(folder, table, meta)
-    return StoredTable(load_result(folder, identity), folder, True)
+    return get_table(folder, identity, lambda: _compute(trained, data, config, split, batch_size, device, progress),
+                     what=what, meta={"variant": trained.config.variant, "seed": int(trained.config.seed)})
 
 
 def _compute(trained, data, config, split, batch_size, device, progress) -> pd.DataFrame:
