@@ -50,6 +50,13 @@ class Profile:
     adv_attack_iterations: int   # max iterations of the attack inside adversarial training
     adv_every: int               # adversarial epochs: every adv_every-th epoch
     epsilons: tuple[float, ...] = field(default=(0.001,))
+    # extensions (ExpO, RAR) and explanation metrics
+    finetune_epochs: int | None = None   # extension variants: fine-tune the stored A2E / A2B2E
+                                         # for this many epochs (None: train from scratch)
+    expo_reg_batch: int = 16             # ExpO: examples regularised per step (ExpO's 16)
+    patch_bands: int = 4                 # interpretable space: frequency bands x time segments
+    patch_segments: int = 8
+    explain_examples: int | None = None  # clips of the split whose explanations are measured (None: all)
 
     @property
     def excerpt_frames(self) -> int:
@@ -66,6 +73,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke", n_clips=40, clip_seconds=3.0, n_extra_midlevel=0, excerpt_seconds=2.0,
         width=0.125, epochs=2, patience=2, batch_size=8, lr=5e-4, seeds=(6,),
         attack_iterations=5, adv_attack_iterations=2, adv_every=1, epsilons=(0.001, 0.01),
+        finetune_epochs=1, expo_reg_batch=1, patch_bands=2, patch_segments=2, explain_examples=3,
     ),
     # quick: every chapter on a 2-core CPU in minutes, and still the paper's effects. Measured on
     # the synthetic corpus, the A2M2E bottleneck only learns its concepts (test concept r >= 0.5)
@@ -77,12 +85,17 @@ PROFILES: dict[str, Profile] = {
         width=0.125, epochs=30, patience=10, batch_size=8, lr=3e-3, seeds=(6, 21, 42),
         attack_iterations=30, adv_attack_iterations=5, adv_every=5,
         epsilons=(0.001, 0.01, 0.1),
+        # extensions: ExpO-Fidelity costs ~reg_batch * (N + 1) / batch_size extra passes per
+        # step; one regularised clip on a 2 x 4 grid (N = 18) keeps an epoch near 3x a plain
+        # one, and 5 epochs of fine-tuning from the stored A2E / A2B2E keep the chapter short.
+        finetune_epochs=5, expo_reg_batch=1, patch_bands=2, patch_segments=4, explain_examples=24,
     ),
     "paper": Profile(
         name="paper", n_clips=360, clip_seconds=15.0, n_extra_midlevel=0, excerpt_seconds=10.0,
         width=1.0, epochs=200, patience=50, batch_size=8, lr=5e-4, seeds=PAPER_SEEDS,
         attack_iterations=1000, adv_attack_iterations=50, adv_every=5,
         epsilons=(0.0003, 0.001, 0.003, 0.01, 0.03),
+        finetune_epochs=None, expo_reg_batch=16, patch_bands=4, patch_segments=8, explain_examples=None,
     ),
 }
 
@@ -118,12 +131,16 @@ def _validate(p: Profile) -> None:
             raise ParameterError(f"profile field {key} must be a finite number > 0, got {value!r}")
     at_least = {"n_clips": 10, "epochs": 1, "patience": 1, "batch_size": 1,
                 "attack_iterations": 1, "adv_attack_iterations": 1, "adv_every": 1,
-                "n_extra_midlevel": 0}
+                "n_extra_midlevel": 0, "expo_reg_batch": 1, "patch_bands": 1, "patch_segments": 1}
     for key, minimum in at_least.items():
         value = getattr(p, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ParameterError(f"profile field {key} must be an integer >= {minimum}, got {value!r}")
     if not p.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in p.seeds):
         raise ParameterError(f"profile field seeds must be a non-empty list of integers, got {p.seeds!r}")
+    for key in ("finetune_epochs", "explain_examples"):
+        value = getattr(p, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ParameterError(f"profile field {key} must be None or an integer >= 1, got {value!r}")
     if not p.epsilons or not all(isinstance(e, (int, float)) and e > 0 for e in p.epsilons):
         raise ParameterError(f"profile field epsilons must be a list of numbers > 0, got {p.epsilons!r}")
