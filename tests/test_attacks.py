@@ -338,20 +338,34 @@ def test_result_table_columns():
 def test_read_reference_log_fixture():
     log = read_reference_log(FIXTURE_LOGS / "6_abc123_a2e" / "log.csv")
     assert log.example.tolist() == ["012", "207", "088"]
-    assert log.iterations.tolist() == [1000, 312, 1000]
+    # the log's epoch counts forward passes; iterations = steps of the last perturbation
+    # evaluated, as in this library's tables
+    assert log.forward_passes.tolist() == [1000, 312, 1000]
+    assert log.iterations.tolist() == [999, 311, 999]
     assert log.converged.dtype == bool and log.converged.tolist() == [False, True, False]
     assert log.snr_db.tolist() == [41.25377, 28.90412, 37.01156]
     assert log.l2[0] == pytest.approx(12.504182815551758)
     # wrapped, quoted cells: the values after the line break
     assert log.clean_sad[0] == pytest.approx(0.17719302)
-    assert log.adv_sad[0] == pytest.approx(3.14)
-    assert log.adv_tender[1] == pytest.approx(-2.3041987)
-    assert log.adv_sad[2] == pytest.approx(1.23456e-3)                # scientific notation
+    assert log.final_sad[0] == pytest.approx(3.14)                    # new-pred: final
+    assert log.final_tender[1] == pytest.approx(-2.3041987)
+    assert log.final_sad[2] == pytest.approx(1.23456e-3)              # scientific notation
     assert log.true_happy[2] == pytest.approx(0.1)
     true = log[[f"true_{e}" for e in EMOTIONS]].to_numpy()
-    adv = log[[f"adv_{e}" for e in EMOTIONS]].to_numpy()
-    np.testing.assert_allclose(log.mae_adv, np.abs(adv - true).mean(axis=1))
-    assert log.adv_target[0] == pytest.approx(-0.8) and math.isnan(log.adv_target[2])
+    final = log[[f"final_{e}" for e in EMOTIONS]].to_numpy()
+    np.testing.assert_allclose(log.mae_final, np.abs(final - true).mean(axis=1))
+    # the kept perturbation's prediction was not logged
+    assert log.adv_sad.isna().all() and log.mae_adv.isna().all() and log.r_adv.isna().all()
+    assert log.threshold[0] == pytest.approx(-0.8) and math.isnan(log.threshold[2])
+
+
+def test_reference_log_has_the_columns_of_our_tables():
+    log = read_reference_log(FIXTURE_LOGS / "6_abc123_a2e" / "log.csv")
+    x, y = data(n=2)
+    ours = attack(tiny_conv(), x, y, AttackConfig(mode="reference", max_iterations=2))
+    ours = ours.to_frame(["001", "002"], mean=0.3, std=0.2)
+    shared = [c for c in ours.columns if not c.startswith("rung_") and c != "delta_iteration"]
+    assert [c for c in log.columns if c in shared] == shared
 
 
 def test_read_reference_logs_folder():

@@ -1,4 +1,4 @@
-"""Reader for the reference implementation's published attack logs.
+"""Reader for the reference implementation's attack logs (the paper's are shipped: :mod:`mer_lib.published`).
 
 The reference repository stores one folder per attacked model,
 ``runs/adversaries/<seed>_<hash>_<date>_..._test/log.csv``, with the columns
@@ -6,17 +6,25 @@ The reference repository stores one folder per attacked model,
 ``file`` is a printed Python list (``['146.mp3.spec']``); the three array columns are
 numpy's printed form of a (1, 8) array (``[[0.26 0.48 ...]]``), wrapped over several lines
 (and then quoted) when longer than 75 characters, sometimes in scientific notation;
-``adv-target`` is the ladder threshold it was aiming at next (empty when it was 0).
+``adv-target`` is the ladder threshold when the attack stopped (empty when it was 0.0).
 
 :func:`read_reference_log` turns one log into the tidy table of
-:meth:`mer_lib.attacks.AttackResult.to_frame` (as far as the log has the information):
-``example`` (file name up to the first dot), ``file``, ``iterations`` (= ``epoch``, which
-counts forward passes), ``converged``, ``snr_db`` (= ``db``, the reference's mel-inversion
-estimate, not comparable with :func:`~mer_lib.attacks.spectrogram_snr_db`), ``l2``
-(= ``norm``), ``linf`` (not logged: NaN), ``mae_clean``, ``mae_adv``, ``mae_final``,
-``r_clean``, ``r_adv``, ``true_<e>``, ``clean_<e>``, ``adv_<e>`` and ``adv_target``.
-``adv_*`` is ``new-pred``: the prediction of the reference's *last* perturbation (from
-which the paper computed its adversarial MAE), so ``mae_final`` equals ``mae_adv``.
+:meth:`mer_lib.attacks.AttackResult.to_frame`, with the same meaning per column, as far as
+the log has the information:
+
+- ``example`` (file name up to the first dot), ``file``;
+- ``forward_passes`` = ``epoch`` (the original counted forward passes) and
+  ``iterations = epoch - 1``, the step count of the last perturbation evaluated — the same
+  two columns, with the same meaning, as in this library's tables (both modes);
+- ``converged``, ``threshold`` (= ``adv-target``, NaN where empty: 0.0 or unset);
+- ``snr_db`` (= ``db``, the reference's mel-inversion estimate, not comparable with
+  :func:`~mer_lib.attacks.spectrogram_snr_db`), ``l2`` (= ``norm``), both of the *kept*
+  perturbation as here; ``linf`` is not logged (NaN);
+- ``final_<e>``, ``mae_final``, ``r_final`` from ``new-pred``: the prediction of the
+  original's *last* perturbation (from which the paper computed its adversarial MAE);
+- ``adv_<e>``, ``mae_adv``, ``r_adv``: the kept perturbation's prediction was not logged,
+  so these are NaN;
+- ``true_<e>``, ``clean_<e>``, ``mae_clean``, ``r_clean`` from ``true-label``/``orig-pred``.
 
 Example:
     >>> from mer_lib.attacks.reference_logs import parse_array
@@ -77,6 +85,13 @@ def _parse_bool(text: str) -> bool:
     return s == "true"
 
 
+def _parse_epoch(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("expected the number of forward passes, an integer >= 1")
+    return value
+
+
 def _parse_optional_float(text: str) -> float:
     s = str(text).strip()
     return float("nan") if s in ("", "None", "nan") else float(s)
@@ -99,7 +114,7 @@ def read_reference_log(path: str | Path) -> pd.DataFrame:
     if raw.empty:
         raise DataLayoutError(f"{path}: the log has a header but no rows")
 
-    parsers = {"file": _parse_file, "epoch": int, "db": float, "norm": float,
+    parsers = {"file": _parse_file, "epoch": _parse_epoch, "db": float, "norm": float,
                "converged": _parse_bool, "adv-target": _parse_optional_float}
     records = []
     for row_number, row in enumerate(raw.itertuples(index=False), start=1):
@@ -121,26 +136,31 @@ def read_reference_log(path: str | Path) -> pd.DataFrame:
         records.append(rec)
 
     arrays = {c: np.stack([r[c] for r in records]) for c in ARRAY_COLUMNS}
-    true, clean, adv = (arrays[c] for c in ARRAY_COLUMNS)
+    true, clean, final = (arrays[c] for c in ARRAY_COLUMNS)
+    kept = np.full_like(final, np.nan)               # the kept perturbation's prediction: not logged
     files = [r["file"] for r in records]
+    passes = np.array([r["epoch"] for r in records], dtype=np.int64)
+    nan = np.full(len(records), np.nan)
     cols: dict[str, object] = {
         "example": [f.split(".")[0] for f in files],
         "file": files,
-        "iterations": np.array([r["epoch"] for r in records], dtype=np.int64),
+        "iterations": passes - 1,
+        "forward_passes": passes,
         "converged": np.array([r["converged"] for r in records], dtype=bool),
+        "threshold": np.array([r["adv-target"] for r in records]),
         "snr_db": np.array([r["db"] for r in records]),
         "l2": np.array([r["norm"] for r in records]),
-        "linf": np.full(len(records), np.nan),
+        "linf": nan,
         "mae_clean": np.abs(clean - true).mean(axis=1),
-        "mae_adv": np.abs(adv - true).mean(axis=1),
-        "mae_final": np.abs(adv - true).mean(axis=1),
+        "mae_adv": nan.copy(),
+        "mae_final": np.abs(final - true).mean(axis=1),
         "r_clean": pearson_rows(_t(clean), _t(true)).numpy(),
-        "r_adv": pearson_rows(_t(adv), _t(true)).numpy(),
+        "r_adv": nan.copy(),
+        "r_final": pearson_rows(_t(final), _t(true)).numpy(),
     }
-    for prefix, values in (("true", true), ("clean", clean), ("adv", adv)):
+    for prefix, values in (("true", true), ("clean", clean), ("adv", kept), ("final", final)):
         for j, emotion in enumerate(EMOTIONS):
             cols[f"{prefix}_{emotion}"] = values[:, j]
-    cols["adv_target"] = np.array([r["adv-target"] for r in records])
     return pd.DataFrame(cols)
 
 
