@@ -1,0 +1,87 @@
+"""Extension models within an experiment: ExpO (and later RAR) variants beside the paper's grid.
+
+An extension variant (e.g. ``expof_a2e``) trains with the experiment's sizes, like the
+paper's systems, with its objective's options taken from the profile (ExpO: the
+regularisation batch and the patch grid) plus any given here (``c``). When the profile has
+``finetune_epochs`` (quick, smoke) it is **fine-tuned** for that many epochs from the
+experiment's stored base model of the same head and seed (``a2e`` for a direct head,
+``a2b2e`` for a bottleneck), trained first if missing; otherwise (paper) it trains from
+scratch like the others. Either way its configuration, and so its cache key, says which.
+
+Example:
+    >>> from mer_lib.experiments import Experiment
+    >>> exp = Experiment.from_parameters(profile="smoke")
+    >>> base_variant("expof_a2b2e"), expo_options(exp.profile_spec, c=0.5)
+    ('a2b2e', {'reg_batch': 1, 'bands': 2, 'segments': 2, 'c': 0.5})
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ParameterError
+from .models import get_variant
+from .profiles import Profile
+
+#: The paper's system each head is fine-tuned from.
+BASE_OF_HEAD = {"direct": "a2e", "bottleneck": "a2b2e"}
+#: Objectives whose options take the profile's ExpO sizes.
+EXPO_OBJECTIVES = ("expo_fidelity", "expo_stability")
+
+
+def base_variant(variant: str) -> str:
+    """The paper's variant an extension variant is fine-tuned from (same head)."""
+    return BASE_OF_HEAD[get_variant(variant).head]
+
+
+def expo_options(profile: Profile, **options: Any) -> dict:
+    """ExpO objective options of a profile (regularisation batch, patch grid), plus ``options``."""
+    return {"reg_batch": profile.expo_reg_batch, "bands": profile.patch_bands,
+            "segments": profile.patch_segments, **options}
+
+
+def extension_config(exp, variant: str, seed: int, data, **options: Any):
+    """The :class:`~mer_lib.training.TrainConfig` of an extension model in experiment ``exp``.
+
+    ``options`` are objective options (e.g. ``c=0.5``) on top of the profile's.
+    """
+    from .training import TrainConfig, run_identity, run_key
+
+    spec = get_variant(variant)
+    if spec.name in BASE_OF_HEAD.values() or spec.adversarial:
+        raise ParameterError(f"{variant} is one of the paper's systems, not an extension variant")
+    profile = exp.profile_spec
+    fields = exp.train_config(base_variant(variant), seed).to_dict()
+    opts = expo_options(profile, **options) if spec.objective in EXPO_OBJECTIVES else dict(options)
+    fields.update(variant=spec.name, objective_options=opts, adv_attack=None)
+    if profile.finetune_epochs is not None:
+        base = exp.train_config(base_variant(variant), seed)
+        fields.update(init_from=f"{base.variant}/{run_key(run_identity(base, data))}",
+                      epochs=profile.finetune_epochs, patience=profile.finetune_epochs)
+    return TrainConfig.from_dict(fields)
+
+
+def extension_model(runner, variant: str, seed: int, **options: Any):
+    """The trained extension model (stored, or trained now after its base model if needed)."""
+    from .runner import TrainJob
+    from .training import get_trained
+
+    config = extension_config(runner.exp, variant, seed, runner.data, **options)
+    if config.init_from is not None:                    # its base model must exist first
+        base = base_variant(variant)
+        job = next((j for j in runner.train_jobs() if (j.variant, j.seed) == (base, seed)), None)
+        if job is None:
+            job = TrainJob(base, seed, config.init_from.split("/")[1])
+        runner.train(job)
+    overrides = {k: v for k, v in config.to_dict().items() if k not in ("variant", "seed", "adv_attack")}
+    return get_trained(variant, seed, runner.data, runner.exp.profile, runner.run_dir,
+                       device=runner.device, progress=False, **overrides)
+
+
+def quality_config(exp, *, sigma: float | None = None, n_neighbours: int | None = None, seed: int = 0):
+    """The :class:`~mer_lib.explain.report.QualityConfig` of an experiment (grid and clips from its profile)."""
+    from .explain.report import QualityConfig
+
+    p = exp.profile_spec
+    extra = {k: v for k, v in (("sigma", sigma), ("n_neighbours", n_neighbours)) if v is not None}
+    return QualityConfig(bands=p.patch_bands, segments=p.patch_segments, n_examples=p.explain_examples,
+                         seed=seed, **extra)

@@ -1,0 +1,38 @@
+"""Extension variants inside an experiment: fine-tuned from the stored base model, or from scratch."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from mer_lib.errors import ParameterError
+from mer_lib.experiments import Experiment
+from mer_lib.extensions import extension_config, quality_config
+from mer_lib.training import run_identity, run_key
+
+DATA = SimpleNamespace(identity="data-id", n_frames=63)
+
+
+def test_quick_fine_tunes_from_the_base_model_of_the_same_head_and_seed():
+    exp = Experiment.from_parameters(profile="quick")
+    cfg = extension_config(exp, "expof_a2b2e", 21, DATA, c=0.5)
+    base = exp.train_config("a2b2e", 21)
+    assert cfg.init_from == f"a2b2e/{run_key(run_identity(base, DATA))}"
+    assert cfg.epochs == cfg.patience == exp.profile_spec.finetune_epochs == 5
+    assert (cfg.width, cfg.lr, cfg.batch_size) == (base.width, base.lr, base.batch_size)
+    opts = cfg.objective_options
+    assert (opts["c"], opts["reg_batch"], opts["bands"], opts["segments"]) == (0.5, 1, 2, 4)
+
+
+def test_paper_trains_extensions_from_scratch_with_expos_settings():
+    exp = Experiment.from_parameters(profile="paper")
+    cfg = extension_config(exp, "expos_a2e", 6, DATA)
+    assert cfg.init_from is None and cfg.epochs == 200
+    assert (cfg.objective_options["reg_batch"], cfg.objective_options["bands"]) == (16, 4)
+    q = quality_config(exp)
+    assert (q.bands, q.segments, q.n_examples, q.sigma, q.n_neighbours) == (4, 8, None, 0.1, 5)
+
+
+def test_a_paper_system_is_not_an_extension():
+    with pytest.raises(ParameterError, match="not an extension variant"):
+        extension_config(Experiment.from_parameters(profile="smoke"), "aa2e", 6, DATA)
