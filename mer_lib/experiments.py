@@ -26,10 +26,10 @@ Example:
     Traceback (most recent call last):
     ...
     mer_lib.errors.ParameterError: seeds must be a non-empty list of distinct integers in [0, 2**32), got [6, -1]
-    >>> Experiment.from_parameters(epsilon_s=[0.1])
+    >>> Experiment.from_parameters(epsilon_s=[0.1])   # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mer_lib.errors.ParameterError: unknown parameter(s) ['epsilon_s']; the chapters take: profile, device, data, n_clips, clip_seconds, corpus_seed, spurious_cue, excerpt_seconds, excerpt_seed, variants, seeds, epochs, patience, width, lr, batch_size, modes, epsilon, epsilons, step_size, alpha_fraction, max_iterations, split, reference_logs
+    mer_lib.errors.ParameterError: unknown parameter(s) ['epsilon_s']; the chapters take: profile, device, data, ...
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ from .profiles import PROFILES, Profile, get_profile
 MODES = ("reference", "projected")
 SPLITS = ("train", "valid", "test")
 ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
+EXPO_VARIANTS = ("expof_a2e", "expos_a2e")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,14 @@ PARAMETERS: tuple[Param, ...] = (
     Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)"),
     Param("split", "test", "train, valid or test", "the clips that are attacked", True),
     Param("reference_logs", None, "None or a folder", "folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
+    Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
+    Param("expo_c", 1.0, "a number >= 0", "ExpO: regulariser weight relative to the loss at initialisation"),
+    Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
+    Param("patch_bands", None, "an integer >= 1 or None", "explanations: frequency bands of the patch grid (None: the profile's)"),
+    Param("patch_segments", None, "an integer >= 1 or None", "explanations: time segments of the patch grid (None: the profile's)"),
+    Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)"),
+    Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)"),
+    Param("explain_examples", None, "an integer >= 1 or None", "explanation metrics: first clips of the split (None: the profile's)"),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -207,6 +216,15 @@ class Experiment:
     max_iterations: int
     split: str
     reference_logs: str | None
+    # extensions and explanation metrics
+    expo_variants: tuple[str, ...] = EXPO_VARIANTS
+    expo_c: float = 1.0
+    c_values: tuple[float, ...] = (0.1, 1.0, 10.0)
+    patch_bands: int = 4
+    patch_segments: int = 8
+    sigma_eval: float = 0.1
+    n_neighbours_eval: int = 5
+    explain_examples: int | None = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -289,11 +307,26 @@ class Experiment:
         logs = v["reference_logs"]
         if logs is not None and not (isinstance(logs, (str, Path)) and Path(logs).expanduser().is_dir()):
             raise ParameterError(f"reference_logs must be None or an existing folder, got {logs!r}")
+        expo_variants = tuple(check_variants(v["expo_variants"]))
+        for name in expo_variants:
+            from .models import get_variant
+
+            if not get_variant(name).objective.startswith("expo"):
+                raise ParameterError(f"expo_variants must name ExpO variants (expof_*, expos_*), got {name!r}")
+        extensions = dict(
+            expo_variants=expo_variants,
+            expo_c=float(check_positive("expo_c", v["expo_c"], allow_zero=True)),
+            c_values=tuple(sorted(float(c) for c in check_number_list("c_values", v["c_values"]))),
+            patch_bands=pick("patch_bands", _at_least(1)), patch_segments=pick("patch_segments", _at_least(1)),
+            sigma_eval=_positive_number("sigma_eval", v["sigma_eval"]),
+            n_neighbours_eval=check_int("n_neighbours_eval", v["n_neighbours_eval"], minimum=1),
+            explain_examples=_optional("explain_examples", prof.explain_examples if v["explain_examples"] is None
+                                       else v["explain_examples"], _at_least(1)))
         exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,
                   clip_seconds=clip_seconds, corpus_seed=corpus_seed, spurious_cue=cue,
                   excerpt_seconds=excerpt_seconds, excerpt_seed=excerpt_seed, variants=variants,
                   seeds=seeds, modes=modes, reference_logs=None if logs is None else str(logs),
-                  **training, **attack)
+                  **training, **attack, **extensions)
         for variant in variants:      # the training and attack configurations validate too
             exp.train_config(variant, seeds[0])
         exp.attack_grid()

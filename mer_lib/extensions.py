@@ -1,8 +1,8 @@
 """Extension models within an experiment: ExpO (and later RAR) variants beside the paper's grid.
 
 An extension variant (e.g. ``expof_a2e``) trains with the experiment's sizes, like the
-paper's systems, with its objective's options taken from the profile (ExpO: the
-regularisation batch and the patch grid) plus any given here (``c``). When the profile has
+paper's systems, with its objective's options taken from the experiment (ExpO: the profile's
+regularisation batch, the experiment's patch grid and ``expo_c``) plus any given here. When the profile has
 ``finetune_epochs`` (quick, smoke) it is **fine-tuned** for that many epochs from the
 experiment's stored base model of the same head and seed (``a2e`` for a direct head,
 ``a2b2e`` for a bottleneck), trained first if missing; otherwise (paper) it trains from
@@ -11,7 +11,7 @@ scratch like the others. Either way its configuration, and so its cache key, say
 Example:
     >>> from mer_lib.experiments import Experiment
     >>> exp = Experiment.from_parameters(profile="smoke")
-    >>> base_variant("expof_a2b2e"), expo_options(exp.profile_spec, c=0.5)
+    >>> base_variant("expof_a2b2e"), expo_options(exp, c=0.5)
     ('a2b2e', {'reg_batch': 1, 'bands': 2, 'segments': 2, 'c': 0.5})
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 
 from .errors import ParameterError
 from .models import get_variant
-from .profiles import Profile
 
 #: The paper's system each head is fine-tuned from.
 BASE_OF_HEAD = {"direct": "a2e", "bottleneck": "a2b2e"}
@@ -33,10 +32,10 @@ def base_variant(variant: str) -> str:
     return BASE_OF_HEAD[get_variant(variant).head]
 
 
-def expo_options(profile: Profile, **options: Any) -> dict:
-    """ExpO objective options of a profile (regularisation batch, patch grid), plus ``options``."""
-    return {"reg_batch": profile.expo_reg_batch, "bands": profile.patch_bands,
-            "segments": profile.patch_segments, **options}
+def expo_options(exp, **options: Any) -> dict:
+    """ExpO objective options of an experiment (regularisation batch, patch grid, c), plus ``options``."""
+    return {"reg_batch": exp.profile_spec.expo_reg_batch, "bands": exp.patch_bands,
+            "segments": exp.patch_segments, "c": exp.expo_c, **options}
 
 
 def extension_config(exp, variant: str, seed: int, data, **options: Any):
@@ -51,7 +50,7 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
         raise ParameterError(f"{variant} is one of the paper's systems, not an extension variant")
     profile = exp.profile_spec
     fields = exp.train_config(base_variant(variant), seed).to_dict()
-    opts = expo_options(profile, **options) if spec.objective in EXPO_OBJECTIVES else dict(options)
+    opts = expo_options(exp, **options) if spec.objective in EXPO_OBJECTIVES else dict(options)
     fields.update(variant=spec.name, objective_options=opts, adv_attack=None)
     if profile.finetune_epochs is not None:
         base = exp.train_config(base_variant(variant), seed)
@@ -77,11 +76,9 @@ def extension_model(runner, variant: str, seed: int, **options: Any):
                        device=runner.device, progress=False, **overrides)
 
 
-def quality_config(exp, *, sigma: float | None = None, n_neighbours: int | None = None, seed: int = 0):
-    """The :class:`~mer_lib.explain.report.QualityConfig` of an experiment (grid and clips from its profile)."""
+def quality_config(exp, *, seed: int = 0):
+    """The :class:`~mer_lib.explain.report.QualityConfig` of an experiment's explanation metrics."""
     from .explain.report import QualityConfig
 
-    p = exp.profile_spec
-    extra = {k: v for k, v in (("sigma", sigma), ("n_neighbours", n_neighbours)) if v is not None}
-    return QualityConfig(bands=p.patch_bands, segments=p.patch_segments, n_examples=p.explain_examples,
-                         seed=seed, **extra)
+    return QualityConfig(bands=exp.patch_bands, segments=exp.patch_segments, sigma=exp.sigma_eval,
+                         n_neighbours=exp.n_neighbours_eval, n_examples=exp.explain_examples, seed=seed)

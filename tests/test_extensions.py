@@ -22,6 +22,7 @@ def test_quick_fine_tunes_from_the_base_model_of_the_same_head_and_seed():
     assert (cfg.width, cfg.lr, cfg.batch_size) == (base.width, base.lr, base.batch_size)
     opts = cfg.objective_options
     assert (opts["c"], opts["reg_batch"], opts["bands"], opts["segments"]) == (0.5, 1, 2, 4)
+    assert extension_config(exp, "expof_a2b2e", 21, DATA).objective_options["c"] == exp.expo_c == 1.0
 
 
 def test_paper_trains_extensions_from_scratch_with_expos_settings():
