@@ -105,6 +105,30 @@ def declared_parameters(notebook: Path) -> list[str]:
     return names
 
 
+def sync_parameter_cells(root: Path) -> list[str]:
+    """Rewrite the ``parameters`` cell of every chapter to :func:`mer_lib.experiments.parameter_cell`.
+
+    Run it (``python -m mer_lib.bookbuild --sync-parameters``) after adding a parameter to
+    :data:`mer_lib.experiments.PARAMETERS`; returns the chapters that changed.
+    """
+    import nbformat
+
+    from .experiments import parameter_cell
+
+    changed = []
+    for name in chapters(root):
+        path = root / "book" / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        if len(cells) != 1:
+            raise ParameterError(f"{path} must have exactly one cell tagged 'parameters', has {len(cells)}")
+        if cells[0].source != parameter_cell():
+            cells[0].source = parameter_cell()
+            nbformat.write(nb, path)
+            changed.append(name)
+    return changed
+
+
 def check_parameters(root: Path, names: list[str], params: dict) -> dict:
     """Validate ``params`` for the chapters ``names`` before any runs; return the parsed values.
 
@@ -176,9 +200,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="chapter parameter, e.g. -p epsilons \"[0.001, 0.01]\" (lists as Python literals)")
     parser.add_argument("--site-only", action="store_true", help="do not execute, only build")
     parser.add_argument("--build-dir", default="_build", help="output folder (default _build)")
+    parser.add_argument("--sync-parameters", action="store_true",
+                        help="rewrite every chapter's parameters cell from mer_lib.experiments and exit")
     args = parser.parse_args(argv)
     try:
         root = project_root()
+        if args.sync_parameters:
+            changed = sync_parameter_cells(root)
+            print(f"parameters cell rewritten in: {', '.join(changed) or 'no chapter (all up to date)'}")
+            return 0
         build = (root / args.build_dir).resolve()
         staged = build / "source"
         os.environ.setdefault("MER_HOME", str(root / "runs"))
