@@ -473,7 +473,8 @@ def test_run_attack_caches_the_table(tmp_path, monkeypatch):
     ({"mode": "fgsm"}, "mode"), ({"norm": "l1"}, "norm"),
     ({"mode": "reference", "norm": "l2"}, "norm"),
     ({"random_start": "yes"}, "random_start"), ({"early_stop": 1}, "early_stop"),
-    ({"seed": -1}, "seed"),
+    ({"seed": -1}, "seed"), ({"max_iterations": 100_001}, "max_iterations"),
+    ({"max_iterations": True}, "max_iterations"),
 ])
 def test_bad_config_raises_parameter_error(kwargs, name):
     with pytest.raises(ParameterError, match=name):
@@ -488,6 +489,44 @@ def test_config_dict_roundtrip_and_key():
     assert AttackConfig(epsilon=0.001).key() != AttackConfig(epsilon=0.002).key()
     with pytest.raises(ParameterError, match="unknown"):
         AttackConfig.from_dict({"epsilon": 0.1, "radius": 2})
+
+
+def test_max_iterations_upper_bound_message():
+    assert AttackConfig(max_iterations=100_000).max_iterations == 100_000
+    with pytest.raises(ParameterError, match=r"max_iterations must be an integer in \[1, 100000\], got 1000000"):
+        AttackConfig(max_iterations=1_000_000)
+
+
+class FlagRecorder(nn.Module):
+    """Records the TF32 flags at every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = linear_model()
+        self.flags = []
+
+    def forward(self, x):
+        self.flags.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("mode", ["projected", "reference"])
+def test_attack_runs_in_full_float32_and_restores_the_flags(mode):
+    model = FlagRecorder()
+    x, y = data(n=2, frames=3, bands=4)
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32 = cudnn.allow_tf32 = True            # as a user with TF32 on would have it
+    try:
+        attack(model, x, y, AttackConfig(mode=mode, max_iterations=3))
+        after = (matmul.allow_tf32, cudnn.allow_tf32)
+        with pytest.raises(ParameterError):                 # restored after an error, too
+            attack(model, x, y[:, :7], AttackConfig(mode=mode, max_iterations=3))
+        after_error = (matmul.allow_tf32, cudnn.allow_tf32)
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = before
+    assert model.flags and set(model.flags) == {(False, False)}
+    assert after == after_error == (True, True)
 
 
 def test_attack_rejects_bad_inputs():

@@ -1,11 +1,14 @@
 """Adversarial attacks on the emotion models: batched engine, SNR, cached tables, reference logs.
 
-- :mod:`.config`         :class:`AttackConfig` (projected BIM/PGD or reference-compatible mode)
-- :mod:`.ladder`         the correlation ladder (per-example early stopping)
+- :mod:`.config`         :class:`AttackConfig` (projected BIM/PGD or the original step for step;
+                         the table of differences between the two modes)
+- :mod:`.ladder`         the clean correlation ladder (projected mode's early stopping)
+- :mod:`.reference_ladder` the original's ladder, float quirks included (reference mode)
 - :mod:`.engine`         :func:`attack` and :class:`AttackResult`
+- :mod:`.precision`      :func:`~.precision.full_float32` (no TF32 on CUDA)
 - :mod:`.snr`            :func:`spectrogram_snr_db`
 - :mod:`.results`        :func:`run_attack`, the cached per-model attack table
-- :mod:`.reference_logs` :func:`read_reference_log(s) <read_reference_log>` for the published logs
+- :mod:`.reference_logs` :func:`read_reference_log(s) <read_reference_log>` for the original's logs
 
 Example:
     >>> import torch
