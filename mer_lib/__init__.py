@@ -4,20 +4,29 @@ Reproduces Hoedt, Flexer & Widmer (SMC 2025), "Are Inherently Interpretable Mode
 Robust? A Study in Music Emotion Recognition": a madmom-exact log-filtered spectrogram
 front end, loaders for the Soundtracks and Mid-level Perceptual Features datasets plus a
 synthetic corpus in the same layout, the A2E / A2B2E / A2M2E models, cached training, and
-batched adversarial attacks (a correct projected BIM/PGD and a reference-compatible mode).
+batched adversarial attacks (a correct projected BIM/PGD and a mode that reproduces the
+original attacker step for step); and extends it with ExpO explanation regularisation
+(Plumb et al. 2020) and Robust Attribution Regularization (Chen et al. 2019).
 
 Modules, one job each:
 
 - ``profiles``       execution profiles ``smoke`` / ``quick`` / ``paper``
 - ``errors``         the error classes and parameter checks
+- ``paths``, ``locks``, ``store``  where runs live, inter-process locks, the run store
 - ``audio``          reading audio files, resampling, peak normalisation
 - ``frontend``       the log-filtered spectrogram (torch, batched, differentiable)
 - ``datasets``       one module per dataset, plus the synthetic corpus generator
 - ``data``           spectrogram cache, split, standardisation, excerpts -> tensors
 - ``models``         the VGG-style backbone, heads and the variant registry
+- ``objectives``     what one training step does: plain, adversarial, ExpO
 - ``metrics``        Pearson r, MAE, RMSE, R^2
 - ``training``       the cached, resumable trainer
-- ``attacks``        the batched attack engine, SNR, reference-log reader
+- ``attacks``        the batched attack engine, SNR, stored results, reference-log reader
+- ``published``      the paper's own numbers from its shipped attack logs
+- ``explain``        patch-space local explanations and ExpO's NF / stability metrics
+- ``attributions``   Integrated Gradients, RAR losses, attribution-robustness metrics
+- ``experiments``, ``extensions``, ``runner``  the one experiment spec, its jobs and engines
+- ``bookbuild``, ``cli``  the book driver and ``python -m mer_lib``
 """
 __version__ = "0.1.0"
 
