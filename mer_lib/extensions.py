@@ -62,7 +62,7 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
 def extension_model(runner, variant: str, seed: int, **options: Any):
     """The trained extension model (stored, or trained now after its base model if needed)."""
     from .runner import TrainJob
-    from .training import get_trained
+    from .training import get_trained, run_identity, run_key
 
     config = extension_config(runner.exp, variant, seed, runner.data, **options)
     if config.init_from is not None:                    # its base model must exist first
@@ -72,8 +72,23 @@ def extension_model(runner, variant: str, seed: int, **options: Any):
             job = TrainJob(base, seed, config.init_from.split("/")[1])
         runner.train(job)
     overrides = {k: v for k, v in config.to_dict().items() if k not in ("variant", "seed", "adv_attack")}
+    job = TrainJob(variant, seed, run_key(run_identity(config, runner.data)))
+    if not runner.is_done(job):                         # progress lines, as the runner's jobs
+        how = f"fine-tuning {config.epochs} epochs from {config.init_from}" if config.init_from \
+            else "training"
+        runner.log(f"[extension] {job.name} {config.objective_options}: {how} ...")
     return get_trained(variant, seed, runner.data, runner.exp.profile, runner.run_dir,
-                       device=runner.device, progress=False, **overrides)
+                       device=runner.device, progress=False,
+                       on_epoch_end=runner._epoch_logger(job, config.epochs), **overrides)
+
+
+def extension_models(runner, variants=None, seeds=None, **options: Any) -> dict:
+    """``{(variant, seed): TrainedModel}`` of extension variants (default: the experiment's
+    ``expo_variants`` x ``seeds``), each as :func:`extension_model` with ``options``."""
+    exp = runner.exp
+    variants = exp.expo_variants if variants is None else variants
+    seeds = exp.seeds if seeds is None else seeds
+    return {(v, s): extension_model(runner, v, s, **options) for v in variants for s in seeds}
 
 
 def quality_config(exp, *, seed: int = 0):

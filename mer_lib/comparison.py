@@ -1,0 +1,164 @@
+"""Systems side by side: one row per trained model, then mean and spread over seeds per system.
+
+The extension chapters (Explanations, Attributions) compare every system they train with the
+paper's on the same footing. :func:`per_model` gives one row per trained model:
+
+- ``avg_r``, ``mae``: clean accuracy on a split (:meth:`mer_lib.training.TrainedModel.evaluate`);
+- ``delta_mae``, ``mae_final``: from an attack table, as the Robustness chapter and the paper's
+  Figure 3 compute it (:func:`mer_lib.published.per_run`: the mean final-prediction MAE of the
+  attacked clips minus the clean MAE);
+- ``nf``, ``stability``: from explanation tables (:func:`mer_lib.explain.report.explanation_table`),
+  means over clips and emotions;
+- ``epochs``, ``epoch_seconds`` (mean wall time of a training epoch, validation included, as
+  recorded when the model was trained) and ``epoch_cost``: ``epoch_seconds`` relative to the
+  model of the ``reference`` system with the same seed;
+- ``system`` (the variant's display label), ``seed``, ``model_key``, ``c`` (the objective's
+  ``c`` option, NaN when it has none) and ``fine_tuned`` (trained from a stored model).
+
+Rows are matched to attack and explanation tables by ``model_key``, so two models of the same
+variant and seed (a sweep over ``c``) stay apart. :func:`per_system` averages per system
+(mean, std over seeds with ddof 1) and :func:`spread_text` formats ``mean ± std`` for tables.
+:func:`attack_tables` and :func:`explanation_tables` compute (or read from the store) the tables
+of any set of models.
+
+Example:
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"variant": ["a2e", "a2e", "expof_a2e"], "seed": [6, 21, 6],
+    ...                      "nf": [1.0, 3.0, 0.5]})
+    >>> s = per_system(rows, ["nf"])
+    >>> s.loc["a2e", "system"], float(s.loc["a2e", "nf_mean"]), round(float(s.loc["a2e", "nf_std"]), 4)
+    ('A2E', 2.0, 1.4142)
+    >>> s.seeds.tolist()
+    [2, 1]
+    >>> spread_text(s, "nf", digits=2).tolist()
+    ['2 ± 1.4', '0.5']
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import ParameterError
+from .models import get_variant
+
+#: The columns :func:`per_model` can fill, in table order.
+COLUMNS = ("avg_r", "mae", "delta_mae", "mae_final", "nf", "stability", "epochs", "epoch_seconds",
+           "epoch_cost")
+
+
+def system_label(variant: str) -> str:
+    """The display name of a variant (``"aa2e"`` -> ``"aA2E"``, ``"expof_a2e"`` -> ``"ExpO-F-A2E"``)."""
+    return get_variant(variant).label
+
+
+def _as_list(models) -> list:
+    """Trained models from a ``{(variant, seed): model}`` mapping or an iterable of models."""
+    items = list(models.values()) if isinstance(models, Mapping) else list(models)
+    for m in items:
+        if not (hasattr(m, "model") and hasattr(m, "key") and hasattr(m, "config")):
+            raise ParameterError(f"models must be trained models (with .model, .key, .config), "
+                                 f"got {type(m).__name__}")
+    return items
+
+
+def attack_tables(models, data, config, *, split: str = "test", run_dir: str | Path,
+                  device: str | torch.device | None = None) -> pd.DataFrame:
+    """The per-clip attack tables of ``models`` under one attack configuration, concatenated.
+
+    Each table is read from the store or computed and stored
+    (:func:`mer_lib.attacks.results.get_attack`).
+    """
+    from .attacks.results import get_attack
+
+    items = _as_list(models)
+    if not items:
+        raise ParameterError("attack_tables needs at least one model")
+    return pd.concat([get_attack(m, data, config, split=split, run_dir=run_dir, device=device,
+                                 progress=False).table for m in items], ignore_index=True)
+
+
+def explanation_tables(models, data, config, *, split: str = "test", run_dir: str | Path,
+                       device: str | torch.device | None = None) -> pd.DataFrame:
+    """The NF/S tables (:func:`mer_lib.explain.report.explanation_table`) of ``models``, concatenated."""
+    from .explain.report import explanation_table
+
+    items = _as_list(models)
+    if not items:
+        raise ParameterError("explanation_tables needs at least one model")
+    return pd.concat([explanation_table(m, data, config, split=split, run_dir=run_dir, device=device)
+                      for m in items], ignore_index=True)
+
+
+def per_model(models, data, *, split: str = "test", attacks: pd.DataFrame | None = None,
+              explanations: pd.DataFrame | None = None, reference: str = "a2e") -> pd.DataFrame:
+    """One row per trained model: clean accuracy, ΔMAE, NF/S and epoch cost (see the module doc).
+
+    ``attacks``/``explanations`` are tables with a ``model_key`` column (those of
+    :func:`attack_tables` / :func:`explanation_tables`); without them, or for a model they
+    lack, the columns are NaN.
+    """
+    from .published import per_run
+
+    items = _as_list(models)
+    rows = []
+    for m in items:
+        metrics = m.evaluate(data, split)
+        hist = m.history
+        seconds = float(hist["seconds"].mean()) if len(hist) and "seconds" in hist else float("nan")
+        c = (m.config.objective_options or {}).get("c", float("nan"))
+        rows.append({"variant": m.config.variant, "system": system_label(m.config.variant),
+                     "seed": int(m.config.seed), "model_key": str(m.key), "c": float(c),
+                     "fine_tuned": getattr(m.config, "init_from", None) is not None,
+                     "avg_r": float(metrics["avg_r"]), "mae": float(metrics["mae"]),
+                     "epochs": len(hist), "epoch_seconds": seconds})
+    out = pd.DataFrame(rows)
+    out["delta_mae"] = out["mae_final"] = np.nan
+    if attacks is not None and len(attacks):
+        _require(attacks, "attacks", ["model_key"])
+        for key, part in attacks.groupby("model_key", sort=False):
+            run = per_run(part).iloc[0]
+            out.loc[out.model_key == key, ["delta_mae", "mae_final"]] = [run.delta_mae, run.mae_final]
+    out["nf"] = out["stability"] = np.nan
+    if explanations is not None and len(explanations):
+        _require(explanations, "explanations", ["model_key", "nf", "stability"])
+        means = explanations.groupby("model_key")[["nf", "stability"]].mean()
+        known = out.model_key.isin(means.index)
+        out.loc[known, ["nf", "stability"]] = means.loc[out.model_key[known], ["nf", "stability"]].to_numpy()
+    base = out[out.variant == reference].groupby("seed").epoch_seconds.mean()
+    out["epoch_cost"] = out.epoch_seconds / out.seed.map(base)
+    fixed = ["variant", "system", "seed", "model_key", "c", "fine_tuned"]
+    return out[fixed + list(COLUMNS)]
+
+
+def per_system(table: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Per system (index: variant, in first-seen order): ``system``, ``<col>_mean``, ``<col>_std``
+    (over seeds, ddof 1; NaN for one seed) for each of ``columns`` (default: those of
+    :data:`COLUMNS` present), and ``seeds``."""
+    _require(table, "table", ["variant", "seed"])
+    columns = [c for c in COLUMNS if c in table] if columns is None else list(columns)
+    _require(table, "table", columns)
+    g = table.groupby("variant", sort=False)
+    out = pd.DataFrame({"system": [system_label(v) for v in g.size().index]}, index=g.size().index)
+    for col in columns:
+        out[f"{col}_mean"] = g[col].mean()
+        out[f"{col}_std"] = g[col].std(ddof=1)
+    out["seeds"] = g.seed.nunique()
+    return out
+
+
+def spread_text(summary: pd.DataFrame, column: str, digits: int = 3) -> pd.Series:
+    """``"mean ± std"`` strings (``digits`` significant digits; the mean alone without a spread)."""
+    m, s = summary[f"{column}_mean"], summary[f"{column}_std"]
+    return pd.Series([f"{a:.{digits}g} ± {b:.2g}" if np.isfinite(b) else f"{a:.{digits}g}"
+                      for a, b in zip(m, s)], index=summary.index, name=column)
+
+
+def _require(table: pd.DataFrame, name: str, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ParameterError(f"{name} lacks column(s) {missing}; expected the tables of "
+                             f"mer_lib.comparison.attack_tables / explanation_tables / per_model")

@@ -1,0 +1,112 @@
+"""The per-model / per-system comparison table: clean accuracy, ΔMAE, NF/S and epoch cost."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mer_lib.comparison import explanation_tables, per_model, per_system, spread_text
+from mer_lib.data import MerTensors, split_indices
+from mer_lib.datasets import EMOTIONS
+from mer_lib.errors import ParameterError
+from mer_lib.explain import PatchGrid
+from mer_lib.explain.report import QualityConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def fake(variant, seed, key, *, seconds, r=0.5, mae=0.1, c=None, init_from=None, model=None):
+    """A trained model as per_model sees it: evaluate(), history, key and config."""
+    opts = {} if c is None else {"c": c}
+    return SimpleNamespace(
+        model=model, key=key, history=pd.DataFrame({"epoch": range(1, len(seconds) + 1), "seconds": seconds}),
+        config=SimpleNamespace(variant=variant, seed=seed, objective_options=opts, init_from=init_from),
+        evaluate=lambda data, split: {"avg_r": r, "mae": mae})
+
+
+def attack_rows(variant, seed, key, *, clean_err, final_mae, n=6, rng=np.random.default_rng(0)):
+    """Clips whose clean prediction is off by ``clean_err`` everywhere and whose final MAE is given."""
+    true = rng.uniform(0.2, 0.8, size=(n, 8))
+    cols = {"variant": variant, "seed": seed, "model_key": key, "example": [f"{i}" for i in range(n)],
+            "mae_final": final_mae}
+    cols.update({f"true_{e}": true[:, j] for j, e in enumerate(EMOTIONS)})
+    cols.update({f"clean_{e}": true[:, j] + clean_err for j, e in enumerate(EMOTIONS)})
+    return pd.DataFrame(cols)
+
+
+def test_per_model_matches_rows_by_model_key_with_known_values():
+    models = {("a2e", 6): fake("a2e", 6, "k-a2e", seconds=[2.0, 2.0]),
+              ("expof_a2e", 6): fake("expof_a2e", 6, "k-f1", seconds=[5.0, 7.0], c=1.0, init_from="a2e/k-a2e"),
+              ("expof_a2e", 6, 10): fake("expof_a2e", 6, "k-f10", seconds=[8.0, 8.0], c=10.0, init_from="a2e/k-a2e")}
+    attacks = pd.concat([attack_rows("a2e", 6, "k-a2e", clean_err=0.1, final_mae=0.35),
+                         attack_rows("expof_a2e", 6, "k-f1", clean_err=-0.05, final_mae=0.15)])
+    expl = pd.DataFrame({"model_key": ["k-a2e", "k-a2e", "k-f1", "k-f10"], "nf": [1.0, 3.0, 0.5, 0.25],
+                         "stability": [4.0, 6.0, 1.0, 2.0]})
+    t = per_model(models, None, attacks=attacks, explanations=expl).set_index("model_key")
+    # ΔMAE = final MAE - clean MAE (the clean MAE is |clean_err|)
+    assert t.loc["k-a2e", "delta_mae"] == pytest.approx(0.25)
+    assert t.loc["k-f1", "delta_mae"] == pytest.approx(0.10)
+    assert np.isnan(t.loc["k-f10", "delta_mae"])                     # not attacked
+    # NF/S are per-model means, the two c values of the same variant and seed stay apart
+    assert (t.loc["k-a2e", "nf"], t.loc["k-a2e", "stability"]) == (2.0, 5.0)
+    assert (t.loc["k-f1", "nf"], t.loc["k-f10", "nf"]) == (0.5, 0.25)
+    # epoch cost relative to the A2E model of the same seed
+    assert t.epoch_cost.tolist() == [1.0, 3.0, 4.0]
+    assert t.c.isna().tolist() == [True, False, False] and t.fine_tuned.tolist() == [False, True, True]
+    assert t.system.tolist() == ["A2E", "ExpO-F-A2E", "ExpO-F-A2E"]
+
+
+def test_per_system_means_and_spreads_over_seeds():
+    models = [fake("a2e", s, f"k{s}", seconds=[1.0], r=r) for s, r in ((6, 0.6), (21, 0.8))]
+    s = per_system(per_model(models, None))
+    assert s.loc["a2e", "avg_r_mean"] == pytest.approx(0.7)
+    assert s.loc["a2e", "avg_r_std"] == pytest.approx(np.sqrt(0.02))   # ddof 1
+    assert s.loc["a2e", "seeds"] == 2 and np.isnan(s.loc["a2e", "nf_mean"])
+    assert spread_text(s, "avg_r", digits=2).tolist() == ["0.7 ± 0.14"]
+
+
+class PatchLinear(torch.nn.Module):
+    """Linear in patch space: its explanations are exact (NF = 0)."""
+
+    def __init__(self, grid):
+        super().__init__()
+        self.grid = grid
+        self.a = torch.nn.Parameter(torch.randn(8, grid.n_patches, generator=torch.Generator().manual_seed(2),
+                                                dtype=torch.float64))
+
+    def forward(self, x):
+        return self.grid.reduce(x) @ self.a.T
+
+
+class PatchSquare(PatchLinear):
+    """Quadratic in patch space: NF > 0."""
+
+    def forward(self, x):
+        return (self.grid.reduce(x) ** 2) @ self.a.T
+
+
+def test_explanation_tables_feed_per_model(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    data = MerTensors(x=torch.randn(20, 1, 8, 8, generator=g, dtype=torch.float64),
+                      emotions=torch.rand(20, 8, generator=g), midlevel=None, split=split_indices(20),
+                      ids=[f"{i:03d}" for i in range(20)], mean=0.0, std=1.0, identity="cmp-test")
+    grid = PatchGrid(2, 2)
+    models = [fake("a2e", 6, "lin", seconds=[1.0], model=PatchLinear(grid)),
+              fake("a2b2e", 6, "sq", seconds=[1.0], model=PatchSquare(grid))]
+    cfg = QualityConfig(bands=2, segments=2, n_examples=2)
+    expl = explanation_tables(models, data, cfg, run_dir=tmp_path, device="cpu")
+    assert len(expl) == 2 * 2 * 8 and set(expl.model_key) == {"lin", "sq"}
+    t = per_model(models, data, explanations=expl).set_index("model_key")
+    assert t.loc["lin", "nf"] < 1e-20 and t.loc["sq", "nf"] > 1e-8
+
+
+def test_bad_inputs_name_what_is_wrong():
+    with pytest.raises(ParameterError, match="trained models"):
+        per_model([object()], None)
+    with pytest.raises(ParameterError, match="lacks column"):
+        per_model([fake("a2e", 6, "k", seconds=[1.0])], None, explanations=pd.DataFrame({"model_key": ["k"]}))
+    with pytest.raises(ParameterError, match="lacks column"):
+        per_system(pd.DataFrame({"variant": ["a2e"], "seed": [6]}), ["nf"])
