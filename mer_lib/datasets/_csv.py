@@ -76,7 +76,7 @@ def _read_text(path: Path, what: str = "file") -> str:
         return raw.decode("latin-1")
 
 
-def first_row_is_numeric(path: str | Path, sep: str = ",") -> bool:
+def first_row_is_numeric(path: str | Path, sep: str = ",", what: str = "table") -> bool:
     """True if every cell of the first non-blank line of ``path`` is a number (no header row).
 
     Example:
@@ -86,8 +86,8 @@ def first_row_is_numeric(path: str | Path, sep: str = ",") -> bool:
         >>> first_row_is_numeric(p), (p.write_text("id,a,b\\n1,2,3\\n") and first_row_is_numeric(p))
         (True, False)
     """
-    path = Path(path)
-    for line in _read_text(path).splitlines():
+    path = require_file(Path(path), f"{what} file")
+    for line in _read_text(path, f"{what} file").splitlines():
         if line.strip():
             cells = [c.strip() for c in next(csv.reader([line], delimiter=sep))]
             cells = [c for c in cells if c] or [""]

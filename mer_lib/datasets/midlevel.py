@@ -100,7 +100,7 @@ def _annotation_columns(header: list[str], path: Path) -> list[str] | None:
 
 
 def _read_annotations(path: Path) -> pd.DataFrame:
-    has_header = not first_row_is_numeric(path, ",")
+    has_header = not first_row_is_numeric(path, ",", what="mid-level annotations")
     df = read_table(path, ",", min_columns=2, what="mid-level annotations", layout=LAYOUT,
                     header=has_header)
     expected = 1 + len(MIDLEVEL)
