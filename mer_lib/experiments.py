@@ -91,7 +91,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step size alpha_fraction x epsilon"),
     Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)"),
     Param("split", "test", "train, valid or test", "the clips that are attacked", True),
-    Param("reference_logs", None, "None or a folder", "folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
+    Param("reference_logs", None, "None or a folder", "None: the paper's published logs (shipped), or a folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
     Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
     Param("expo_c", 1.0, "a number >= 0", "ExpO: regulariser weight relative to the loss at initialisation"),
     Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
