@@ -40,7 +40,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -432,17 +432,3 @@ def mean_std(table: pd.DataFrame, columns: list[str], by: str = "variant") -> pd
         out[col] = [f"{a:.2f} ± {b:.2f}" if c > 1 and np.isfinite(b) else f"{a:.2f}"
                     for a, b, c in zip(m, s, n)]
     return pd.DataFrame(out, index=agg.index)
-
-
-def model_grid(variants: Iterable[str], seeds: Iterable[int], data, profile: Profile | str,
-               run_dir: str | Path | None = None, *, device: str = "auto", progress: bool = True,
-               **overrides) -> dict:
-    """Every (variant, seed) model, loaded when stored, trained otherwise (kept for old callers;
-    chapters use :class:`mer_lib.runner.Runner`)."""
-    from .paths import mer_home
-    from .training import get_trained
-
-    profile = get_profile(profile) if isinstance(profile, str) else profile
-    run_dir = Path(run_dir) if run_dir is not None else mer_home()
-    return {(v, s): get_trained(v, s, data, profile, run_dir, device=device, progress=progress, **overrides)
-            for v in check_variants(list(variants)) for s in check_seeds(list(seeds))}
