@@ -285,6 +285,12 @@ def compute_batch(waves: Sequence[torch.Tensor], *, chunk_size: int = 16,
     result is cropped to its own ``n_frames``. Results come back in input order, on each
     chunk's device.
 
+    The values equal the per-signal ones up to float rounding, but the last bits of one
+    signal's result may depend on what else is in its batch and on the thread count (the
+    FFT and matrix-product kernels choose their blocking by shape). Where bytes must be
+    reproducible, compute each signal on its own with a fixed thread count, as the
+    spectrogram cache does (:func:`mer_lib.data.compute_spectrograms`).
+
     Example:
         >>> import torch
         >>> specs = compute_batch([torch.randn(5000), torch.randn(1000)])
