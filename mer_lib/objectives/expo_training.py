@@ -9,7 +9,9 @@ same weight). ``c`` is therefore the regulariser's weight relative to the loss a
 
 - ``"expo_fidelity"``: R = the mean squared residual of closed-form local linear fits on
   ``n_neighbours`` Gaussian neighbours (``sigma``, per patch of a ``bands x segments`` grid;
-  ``n_neighbours=None``: ``2(K+1)``), backpropagated in chunks of ``chunk_size`` neighbours.
+  ``n_neighbours=None``: ``2(K+1)``), backpropagated through one graph when all neighbours
+  of the regularisation batch fit in ``chunk_size``, else in chunks of ``chunk_size``
+  neighbours (bounded memory, one more forward pass).
   Components: ``train_loss`` (the total), ``task_loss``, ``expo_fidelity`` (R).
 - ``"expo_stability"``: R = ``||f(x) - f(x + u)||^2`` with u uniform in a box of half-width
   ``radius`` per patch. Components: ``train_loss``, ``task_loss``, ``expo_stability``.
@@ -36,6 +38,7 @@ from typing import Any
 import torch
 
 from ..errors import ParameterError
+from ..explain.local_linear import default_fit_neighbours
 from ..explain.patches import PatchGrid
 from ..models import Variant, register_variant
 from .base import Objective, StepContext, check_finite_option, register_objective, task_loss
@@ -120,7 +123,11 @@ class ExpoFidelity(_ExpoObjective):
                                     batch_size=o["chunk_size"])
 
     def add_regulariser_gradient(self, model: torch.nn.Module, x: torch.Tensor, weight: float) -> torch.Tensor:
+        """One graph when all neighbours fit in one chunk (one forward pass fewer), else chunked."""
         o = self.options
+        n = default_fit_neighbours(self.grid) if o["n_neighbours"] is None else o["n_neighbours"]
+        if x.shape[0] * n <= o["chunk_size"]:
+            return super().add_regulariser_gradient(model, x, weight)
         return fidelity_regulariser_backward(model, x, self.grid, weight, o["sigma"], o["n_neighbours"],
                                              chunk_size=o["chunk_size"])
 
