@@ -212,15 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         build = (root / args.build_dir).resolve()
         staged = build / "source"
         os.environ.setdefault("MER_HOME", str(root / "runs"))
-        stage(root, staged)
         names = chapters(root)
         wanted = args.chapters or names
         unknown = sorted(set(wanted) - set(names))
         if unknown:
             raise ParameterError(f"unknown chapter(s) {unknown}; the book has {names}")
         params = {"profile": args.profile, "device": args.device, "data": args.data, **dict(args.param)}
-        if not args.site_only:
+        if not args.site_only:          # before anything is staged or executed
             params = check_parameters(root, [n for n in names if n in wanted], params)
+        stage(root, staged)
         times = {}
         t0 = time.time()
         todo = [n for n in names if not args.site_only and n in wanted]

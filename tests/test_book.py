@@ -1,5 +1,6 @@
 """The book end to end: every chapter executes in the smoke profile, the site builds without
-warnings, and the built pages load in headless Chromium with their figures and rendered math."""
+warnings, the README's papermill re-execution works as written, and the built pages load in
+headless Chromium with their figures and rendered math."""
 from __future__ import annotations
 
 import functools
@@ -61,6 +62,59 @@ def test_every_chapter_executed_without_errors(built_book):
         assert images, f"{name} has no figure"
 
 
+def _glued(notebook: Path, name: str) -> str:
+    nb = json.loads(notebook.read_text())
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                return out["data"]["application/papermill.record/text/plain"]
+    raise AssertionError(f"{notebook.name} glued no {name!r}")
+
+
+@pytest.fixture(scope="session")
+def book_run(built_book):
+    """What the build's Robustness chapter reported, read before a test re-executes it."""
+    return {"n_trained_now": _glued(built_book / "source" / "robustness.ipynb", "n_trained_now")}
+
+
+def test_robustness_after_training_computes_no_new_model(book_run):
+    assert book_run["n_trained_now"] == "0"
+
+
+def _readme_papermill_command() -> list[str]:
+    """The README's re-execution command, as the shell would split it."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"^(\.venv/bin/papermill book/robustness\.ipynb .*?)\nmake site$", text, re.M | re.S)
+    assert match, "the README lost its papermill re-execution example"
+    return shlex.split(match.group(1).replace("\\\n", " "))
+
+
+def test_readme_papermill_command_then_site_build_shows_the_new_epsilons(book_run, built_book):
+    """The README's exact command through papermill's CLI (smoke profile), then `make site`."""
+    cmd = _readme_papermill_command()
+    assert cmd[cmd.index("epsilons") + 1] == "[0.0005, 0.002]" and cmd[cmd.index("seeds") + 1] == "[6, 21]"
+    cmd[cmd.index("profile") + 1] = "smoke"                                 # the tests' size
+    cmd[0] = str(Path(sys.executable).with_name("papermill"))
+    cmd[2] = str(built_book / "source" / "robustness.ipynb")
+    env = {**os.environ, "MER_HOME": str(built_book.parent / "runs"), "PYTHONUNBUFFERED": "1"}
+    run = subprocess.run(cmd, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-6000:]
+    nb = json.loads((built_book / "source" / "robustness.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["parameters"]["epsilons"] == "[0.0005, 0.002]"   # a string
+    # `make site` runs exactly this
+    site = subprocess.run([sys.executable, "-m", "mer_lib.bookbuild", "--site-only",
+                           "--build-dir", str(built_book)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert site.returncode == 0, site.stdout[-3000:] + site.stderr[-3000:]
+    html = (built_book / "site" / "_build" / "html" / "robustness.html").read_text()
+    assert "sweep [0.0005, 0.002]" in html
+    assert "10 models (5 trained now)" in html        # seeds 6 and 21: seed 6 came from the book
+
+
 def test_glued_numbers_reach_the_prose(built_book):
     html = (built_book / "site" / "_build" / "html" / "data.html").read_text()
     assert "The corpus has" in html
@@ -85,6 +139,9 @@ def site_url(built_book):
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
+        if not shutil.which("apt-get"):
+            pytest.skip("Chromium is not installed and this machine has no apt-get to install it: "
+                        "the browser test is skipped (install Chromium and run the tests again)")
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
         pytest.skip("chromium not installed (run `make chromium`, or `make test` which does it)")
