@@ -13,7 +13,8 @@ from an empty store, on the same data (loaded once, before the clocks start):
 - **Ray**: a local Ray instance with ``--cpus`` CPUs (default: all cores) runs one task per
   job (one core each), attacks after their models (:mod:`mer_lib.ray_engine`).
 
-Reported: both wall times, the overhead ratio ``ray / in-process`` (target <= 1.15 on 2
+Each engine runs ``--repeats`` times (alternating order, each from an empty store; the best
+time counts, which drops one-time warm-up costs). Reported: both wall times, the overhead ratio ``ray / in-process`` (target <= 1.15 on 2
 cores), once for the run alone (Ray already started, as on a cluster) and once including
 ``ray.init`` (what one ``python -m mer_lib run --engine ray`` pays on a fresh machine), and
 the load average before and after, since other processes on a shared machine distort both.
@@ -61,10 +62,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-iterations", type=int, default=None)
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="Ray's CPUs (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the in-process engine (default: torch's, i.e. all cores)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per engine, alternating (default 2)")
     args = parser.parse_args()
     import ray
 
     exp = _experiment(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     quiet = dict(log=lambda message: None)
     with tempfile.TemporaryDirectory() as tmp:
         data = Runner(exp, Path(tmp) / "data", **quiet).data
@@ -74,20 +80,22 @@ def main() -> None:
         load_before = os.getloadavg()
 
         t0 = time.perf_counter()
-        Runner(exp, Path(tmp) / "inprocess", data=data, **quiet).run()
-        inprocess = time.perf_counter() - t0
-        print(f"in-process: {inprocess:.1f} s", flush=True)
-
-        t0 = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         startup = time.perf_counter() - t0
+        times: dict[str, list[float]] = {"inprocess": [], "ray": []}
         try:
-            t0 = time.perf_counter()
-            Runner(exp, Path(tmp) / "ray", data=data, **quiet).run("ray")
-            on_ray = time.perf_counter() - t0
+            for repeat in range(args.repeats):      # alternating order, each from an empty store
+                order = ("inprocess", "ray") if repeat % 2 == 0 else ("ray", "inprocess")
+                for engine in order:
+                    t0 = time.perf_counter()
+                    Runner(exp, Path(tmp) / f"{engine}{repeat}", data=data, **quiet).run(engine)
+                    times[engine].append(time.perf_counter() - t0)
+                    print(f"  repeat {repeat + 1}: {engine} {times[engine][-1]:.1f} s", flush=True)
         finally:
             ray.shutdown()
-        print(f"ray: {on_ray:.1f} s (+ {startup:.1f} s ray.init)", flush=True)
+        inprocess, on_ray = min(times["inprocess"]), min(times["ray"])
+        print(f"in-process: {inprocess:.1f} s, ray: {on_ray:.1f} s (best of {args.repeats}); "
+              f"ray.init {startup:.1f} s", flush=True)
         load_after = os.getloadavg()
 
     ratio, ratio_init = on_ray / inprocess, (on_ray + startup) / inprocess
@@ -96,7 +104,7 @@ def main() -> None:
           f"{verdict} the {TARGET}x target")
     out = {
         "benchmark": "runner", "experiment": exp.to_dict(), "jobs": n_jobs,
-        "inprocess_s": inprocess, "ray_s": on_ray, "ray_init_s": startup,
+        "inprocess_s": inprocess, "ray_s": on_ray, "ray_init_s": startup, "runs_s": times,
         "ratio": ratio, "ratio_with_init": ratio_init, "target": TARGET, "meets_target": ratio <= TARGET,
         "ray_cpus": args.cpus, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_before": load_before, "load_after": load_after,
