@@ -131,7 +131,8 @@ def _experiment(args: argparse.Namespace, **fixed):
 def _runner(args: argparse.Namespace, **fixed):
     from .runner import Runner
 
-    return Runner(_experiment(args, **fixed), args.run_dir)
+    return Runner(_experiment(args, **fixed), args.run_dir,
+                  progress=not getattr(args, "no_progress", False))
 
 
 def _kinds(args: argparse.Namespace) -> tuple[str, ...]:

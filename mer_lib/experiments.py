@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataLayoutError, ParameterError, check_choice, check_int, check_number_list, check_positive
+from .audio import MIN_SECONDS
 from .params import parse_value
 from .profiles import PROFILES, Profile, get_profile
 
@@ -72,7 +73,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("device", "auto", "auto, cpu or cuda", "auto | cpu | cuda (auto: the GPU when there is one)", True),
     Param("data", "synthetic", "'synthetic' or a folder", '"synthetic" or a folder with soundtracks/ and midlevel/ (real data)', True),
     Param("n_clips", None, "an integer >= 10 or None", "synthetic corpus: number of clips (None: the profile's)"),
-    Param("clip_seconds", None, "a number > 0 or None", "synthetic corpus: clip length in seconds (None: the profile's)"),
+    Param("clip_seconds", None, "a number >= 1 or None", "synthetic corpus: clip length in seconds (None: the profile's)"),
     Param("corpus_seed", 0, "an integer >= 0", "synthetic corpus: generator seed"),
     Param("spurious_cue", None, "None or an emotion name", "synthetic corpus: None, or an emotion a nuisance sound follows (train/valid)", True),
     Param("excerpt_seconds", None, "a number > 0 or None", "model input length in seconds (None: the profile's)"),
@@ -265,6 +266,9 @@ class Experiment:
         data = str(data)
         n_clips = _optional("n_clips", v["n_clips"], _at_least(10))
         clip_seconds = _optional("clip_seconds", v["clip_seconds"], _positive_number)
+        if clip_seconds is not None and clip_seconds < MIN_SECONDS:
+            raise ParameterError(f"clip_seconds must be >= {MIN_SECONDS:g} (the shortest clip the loader accepts), "
+                                 f"got {clip_seconds!r}")
         corpus_seed = check_int("corpus_seed", v["corpus_seed"], minimum=0)
         cue = v["spurious_cue"]
         if cue is not None:

@@ -127,15 +127,17 @@ class Runner:
         run_dir: the store; the data cache and generated corpora live there too.
         data: the :class:`~mer_lib.data.MerTensors`, when already loaded (e.g. in a worker).
         log: progress sink (default: a line on stderr); ``None``-like ``lambda m: None`` to mute.
+        progress: show progress bars while the corpus and its spectrograms are made.
     """
 
     def __init__(self, experiment: Experiment, run_dir: str | Path | None = None, *, data=None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, progress: bool = True) -> None:
         if not isinstance(experiment, Experiment):
             raise ParameterError(f"experiment must be an Experiment, got {type(experiment).__name__}")
         self.exp = experiment
         self.run_dir = open_store(Path(run_dir) if run_dir is not None else mer_home())
         self._data = data
+        self.progress = progress   # progress bars while the corpus and spectrograms are made
         self.log = log or stderr_log
         self._models: dict[tuple[str, int], object] = {}
 
@@ -147,7 +149,7 @@ class Runner:
             from .data import load_dataset
 
             self._data = load_dataset(self.exp.profile, home=self.run_dir, device=self.device,
-                                      **self.exp.load_kwargs())
+                                      progress=self.progress, **self.exp.load_kwargs())
         return self._data
 
     @property
