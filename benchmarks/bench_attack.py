@@ -41,6 +41,7 @@ import torch
 
 from mer_lib.attacks import AttackConfig, attack
 from mer_lib.attacks.ladder import CorrelationLadder, pearson_rows
+from mer_lib.attacks.reference_ladder import ReferenceLadder
 from mer_lib.models import build_model
 from mer_lib.profiles import get_profile
 from mer_lib.training import default_adv_attack
@@ -53,8 +54,39 @@ DEFAULTS = {"cpu": dict(width=_QUICK.width, frames=_QUICK.excerpt_frames,
 TARGETS = {"cpu": 1.5, "cuda": 30.0}
 
 
+def per_example_reference_attack(model, x, y, cfg: AttackConfig) -> torch.Tensor:
+    """Reference mode one example at a time, as the original attacker runs it.
+
+    ``max_iterations`` forward passes; the threshold rule of
+    :class:`~mer_lib.attacks.reference_ladder.ReferenceLadder`; each pass that reaches its
+    threshold keeps the current perturbation (the start at the first pass); an update with
+    Adam on ``-sign(grad)`` after every pass that does not stop.
+    """
+    out = []
+    for i in range(x.shape[0]):
+        xi, yi = x[i:i + 1], y[i:i + 1]
+        delta = torch.zeros_like(xi, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=cfg.step_size)
+        ladder = ReferenceLadder(1, device=x.device)
+        kept = delta.detach().clone()
+        for t in range(cfg.max_iterations):
+            pred = model(xi + delta)
+            reached, stop = ladder.update(pearson_rows(pred, yi), t)
+            if bool(reached[0]):
+                kept = delta.detach().clone()
+            if cfg.early_stop and bool(stop[0]):
+                break
+            (grad,) = torch.autograd.grad(((pred - yi) ** 2).mean(), delta)
+            delta.grad = -grad.sign()
+            opt.step()
+        out.append(kept)
+    return torch.cat(out)
+
+
 def per_example_attack(model, x, y, cfg: AttackConfig) -> torch.Tensor:
     """The same attack, one example at a time (the reference implementation's structure)."""
+    if not cfg.projected:
+        return per_example_reference_attack(model, x, y, cfg)
     out = []
     for i in range(x.shape[0]):
         xi, yi = x[i:i + 1], y[i:i + 1]

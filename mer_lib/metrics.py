@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .datasets import EMOTIONS, MIDLEVEL
+from .attacks.precision import full_float32
 from .errors import ParameterError
 
 
@@ -100,12 +101,14 @@ def evaluate(pred_emotions, true_emotions, pred_concepts=None, true_concepts=Non
 
 
 @torch.no_grad()
+@full_float32()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64,
             device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Emotions ``(N, 8)`` and concepts ``(N, 7)`` (None for direct heads) as float32 numpy.
 
-    Runs in eval mode under ``no_grad`` in batches of ``batch_size``, on ``device`` (default:
-    the model's device); the model's train/eval mode is restored afterwards.
+    Runs in eval mode under ``no_grad`` and in full float32 (no TF32 on CUDA) in batches of
+    ``batch_size``, on ``device`` (default: the model's device); the model's train/eval mode
+    is restored afterwards.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}")
