@@ -9,9 +9,8 @@ paper's on the same footing. :func:`per_model` gives one row per trained model:
   attacked clips minus the clean MAE);
 - ``nf``, ``stability``: from explanation tables (:func:`mer_lib.explain.report.explanation_table`),
   means over clips and emotions;
-- ``epochs``, ``epoch_seconds`` (mean wall time of a training epoch, validation included, as
-  recorded when the model was trained) and ``epoch_cost``: ``epoch_seconds`` relative to the
-  model of the ``reference`` system with the same seed;
+- ``epochs`` and ``epoch_seconds``: the mean wall time of a training epoch, validation
+  included, *as recorded when the model was trained* (whatever else the machine was doing);
 - ``system`` (the variant's display label), ``seed``, ``model_key``, ``c`` (the objective's
   ``c`` option, NaN when it has none) and ``fine_tuned`` (trained from a stored model).
 
@@ -20,6 +19,11 @@ variant and seed (a sweep over ``c``) stay apart. :func:`per_system` averages pe
 (mean, std over seeds with ddof 1) and :func:`spread_text` formats ``mean ± std`` for tables.
 :func:`attack_tables` and :func:`explanation_tables` compute (or read from the store) the tables
 of any set of models.
+
+Training cost is better compared in one process than from recorded histories (models trained
+at different times share the machine with different neighbours): :func:`step_costs` times each
+system's own training step now, on the same batch, as the fastest of a few repeats, and gives
+the cost of an average epoch's step relative to a reference system.
 
 Example:
     >>> import pandas as pd
@@ -46,8 +50,7 @@ from .errors import ParameterError
 from .models import get_variant
 
 #: The columns :func:`per_model` can fill, in table order.
-COLUMNS = ("avg_r", "mae", "delta_mae", "mae_final", "nf", "stability", "epochs", "epoch_seconds",
-           "epoch_cost")
+COLUMNS = ("avg_r", "mae", "delta_mae", "mae_final", "nf", "stability", "epochs", "epoch_seconds")
 
 
 def system_label(variant: str) -> str:
@@ -94,8 +97,8 @@ def explanation_tables(models, data, config, *, split: str = "test", run_dir: st
 
 
 def per_model(models, data, *, split: str = "test", attacks: pd.DataFrame | None = None,
-              explanations: pd.DataFrame | None = None, reference: str = "a2e") -> pd.DataFrame:
-    """One row per trained model: clean accuracy, ΔMAE, NF/S and epoch cost (see the module doc).
+              explanations: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per trained model: clean accuracy, ΔMAE, NF/S and recorded epoch time (module doc).
 
     ``attacks``/``explanations`` are tables with a ``model_key`` column (those of
     :func:`attack_tables` / :func:`explanation_tables`); without them, or for a model they
@@ -128,10 +131,64 @@ def per_model(models, data, *, split: str = "test", attacks: pd.DataFrame | None
         means = explanations.groupby("model_key")[["nf", "stability"]].mean()
         known = out.model_key.isin(means.index)
         out.loc[known, ["nf", "stability"]] = means.loc[out.model_key[known], ["nf", "stability"]].to_numpy()
-    base = out[out.variant == reference].groupby("seed").epoch_seconds.mean()
-    out["epoch_cost"] = out.epoch_seconds / out.seed.map(base)
     fixed = ["variant", "system", "seed", "model_key", "c", "fine_tuned"]
     return out[fixed + list(COLUMNS)]
+
+
+def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5) -> pd.DataFrame:
+    """Each system's training step timed now (one model per variant: the first given).
+
+    For every variant, a copy of its model (the stored one is untouched) takes one warm-up
+    step and then ``repeats`` timed steps of its own objective (:mod:`mer_lib.objectives`) on
+    the same training batch (the first ``batch_size`` training clips); the step time is the
+    fastest repeat. Adversarial systems are timed in a plain and in an adversarial epoch, and
+    their average step weights them as their epochs do (one adversarial epoch in ``adv_every``).
+
+    Returns one row per variant (index): ``system``, ``step_seconds`` (plain epoch),
+    ``adversarial_step_seconds`` (NaN if not adversarial), ``mean_step_seconds`` and
+    ``epoch_cost`` = ``mean_step_seconds`` / that of ``reference`` (NaN when it is absent).
+    """
+    import copy
+    import time
+
+    from .objectives.base import StepContext, make_objective
+
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ParameterError(f"repeats must be an integer >= 1, got {repeats!r}")
+    first = {}
+    for m in _as_list(models):
+        first.setdefault(m.config.variant, m)
+    rows = []
+    for variant, m in first.items():
+        cfg, spec = m.config, get_variant(variant)
+        device = next(m.model.parameters()).device
+        idx = torch.as_tensor(data.split["train"][: cfg.batch_size], dtype=torch.long)
+        x, y = data.x[idx].to(device), data.emotions[idx].to(device)
+        mid = None if data.midlevel is None else data.midlevel[idx].to(device)
+
+        def fastest(epoch: int) -> float:
+            model = copy.deepcopy(m.model).train()
+            ctx = StepContext(model, spec, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg, epoch, 1, {})
+            objective = make_objective(spec, cfg.objective_options)
+            objective.step(ctx, x, y, mid)                       # warm-up (and ExpO's weight)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                objective.step(ctx, x, y, mid)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        plain = fastest(1)
+        adv = fastest(cfg.adv_every) if spec.adversarial else float("nan")
+        mean = plain if not spec.adversarial else ((cfg.adv_every - 1) * plain + adv) / cfg.adv_every
+        rows.append({"variant": variant, "system": system_label(variant), "step_seconds": plain,
+                     "adversarial_step_seconds": adv, "mean_step_seconds": mean})
+    out = pd.DataFrame(rows).set_index("variant")
+    ref = out.mean_step_seconds.get(reference, float("nan"))
+    out["epoch_cost"] = out.mean_step_seconds / ref
+    return out
 
 
 def per_system(table: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:

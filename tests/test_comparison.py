@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_lib.comparison import explanation_tables, per_model, per_system, spread_text
+from mer_lib.comparison import explanation_tables, per_model, per_system, spread_text, step_costs
 from mer_lib.data import MerTensors, split_indices
 from mer_lib.datasets import EMOTIONS
 from mer_lib.errors import ParameterError
 from mer_lib.explain import PatchGrid
 from mer_lib.explain.report import QualityConfig
+from mer_lib.models import build_model
+from mer_lib.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,8 +55,8 @@ def test_per_model_matches_rows_by_model_key_with_known_values():
     # NF/S are per-model means, the two c values of the same variant and seed stay apart
     assert (t.loc["k-a2e", "nf"], t.loc["k-a2e", "stability"]) == (2.0, 5.0)
     assert (t.loc["k-f1", "nf"], t.loc["k-f10", "nf"]) == (0.5, 0.25)
-    # epoch cost relative to the A2E model of the same seed
-    assert t.epoch_cost.tolist() == [1.0, 3.0, 4.0]
+    # recorded epoch time: the mean over the history
+    assert t.epoch_seconds.tolist() == [2.0, 6.0, 8.0] and t.epochs.tolist() == [2, 2, 2]
     assert t.c.isna().tolist() == [True, False, False] and t.fine_tuned.tolist() == [False, True, True]
     assert t.system.tolist() == ["A2E", "ExpO-F-A2E", "ExpO-F-A2E"]
 
@@ -110,3 +112,32 @@ def test_bad_inputs_name_what_is_wrong():
         per_model([fake("a2e", 6, "k", seconds=[1.0])], None, explanations=pd.DataFrame({"model_key": ["k"]}))
     with pytest.raises(ParameterError, match="lacks column"):
         per_system(pd.DataFrame({"variant": ["a2e"], "seed": [6]}), ["nf"])
+
+
+def test_step_costs_time_each_objective_on_a_copy():
+    g = torch.Generator().manual_seed(0)
+    n = 20
+    data = MerTensors(x=torch.randn(n, 1, 32, 24, generator=g), emotions=torch.rand(n, 8, generator=g),
+                      midlevel=None, split=split_indices(n), ids=[f"{i}" for i in range(n)], mean=0.0, std=1.0,
+                      identity="steps")
+    models = []
+    for variant, opts in (("a2e", None), ("expof_a2e", {"reg_batch": 4, "bands": 2, "segments": 2}),
+                          ("aa2e", None)):
+        cfg = TrainConfig(variant, seed=0, batch_size=4, width=0.0625, objective_options=opts)
+        torch.manual_seed(0)
+        models.append(SimpleNamespace(model=build_model(variant, 0.0625).eval(), key=variant, config=cfg))
+    before = [p.detach().clone() for p in models[1].model.parameters()]
+    costs = step_costs(models + [models[0]], data, repeats=3)
+    assert list(costs.index) == ["a2e", "expof_a2e", "aa2e"]          # one row per variant
+    assert costs.loc["a2e", "epoch_cost"] == 1.0
+    # ExpO-Fidelity adds (N + 1) = 11 passes of 4 regularised clips to a step on 4 clips
+    assert costs.loc["expof_a2e", "epoch_cost"] > 1.5
+    assert np.isnan(costs.loc["a2e", "adversarial_step_seconds"])
+    adv = costs.loc["aa2e"]
+    every = models[2].config.adv_every
+    assert adv.adversarial_step_seconds > adv.step_seconds
+    assert adv.mean_step_seconds == pytest.approx(((every - 1) * adv.step_seconds + adv.adversarial_step_seconds) / every)
+    assert all(torch.equal(a, b) for a, b in zip(before, models[1].model.parameters()))   # stored model untouched
+    assert not models[1].model.training
+    with pytest.raises(ParameterError, match="repeats"):
+        step_costs(models, data, repeats=0)
