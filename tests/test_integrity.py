@@ -276,8 +276,19 @@ _GENERATE = """
             os.kill(os.getpid(), signal.SIGKILL)
         return real(job)
     S._write_clip = write
-    while time.time() < float(sys.argv[3]):   # start together with the other process
-        time.sleep(0.005)
+    if sys.argv[2] == "go":
+        # Announce this process, and hold the first clip until the other process is also past
+        # its imports: then it is certainly blocked on the lock while this one writes.
+        ready = os.path.join(sys.argv[3], f"ready-{os.getpid()}")
+        open(ready, "w").close()
+        def write(job, _write=write):
+            if len(calls) == 0:
+                deadline = time.time() + 240
+                while len(os.listdir(sys.argv[3])) < 2 and time.time() < deadline:
+                    time.sleep(0.01)
+                time.sleep(2.0)
+            return _write(job)
+        S._write_clip = write
     S.generate_corpus(sys.argv[1], n_clips=10, clip_seconds=1.0, progress=False, workers=1)
     print(len(calls))
     """
@@ -285,7 +296,7 @@ _GENERATE = """
 
 def test_a_killed_corpus_generation_is_cleaned_up_by_the_next_one(tmp_path):
     root = tmp_path / "data" / "corpus"
-    run = _python(_GENERATE, str(root), "kill", "0")
+    run = _python(_GENERATE, str(root), "kill", "-")
     assert run.returncode == -signal.SIGKILL
     assert not root.exists()
     left = [n for n in _hidden(root.parent) if not n.endswith(".lock.owner")]  # see locks.py
@@ -298,10 +309,11 @@ def test_a_killed_corpus_generation_is_cleaned_up_by_the_next_one(tmp_path):
 
 def test_two_processes_generate_one_corpus_once(tmp_path):
     root = tmp_path / "data" / "corpus"
-    start = f"{time.time() + 8:.3f}"   # both are past their imports by then
+    marks = tmp_path / "ready"
+    marks.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(_GENERATE), str(root), "go",
-                               start], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               str(marks)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
