@@ -3,7 +3,8 @@
 An extension variant (e.g. ``expof_a2e``) trains with the experiment's sizes, like the
 paper's systems, with its objective's options taken from the experiment (ExpO: the profile's
 regularisation batch, the experiment's patch grid and ``expo_c``) plus any given here. When the profile has
-``finetune_epochs`` (quick, smoke) it is **fine-tuned** for that many epochs from the
+``finetune_epochs`` (quick, smoke) it is **fine-tuned** for that many epochs (at the
+profile's ``finetune_lr``) from the
 experiment's stored base model of the same head and seed (``a2e`` for a direct head,
 ``a2b2e`` for a bottleneck), trained first if missing; otherwise (paper) it trains from
 scratch like the others. Either way its configuration, and so its cache key, says which.
@@ -55,7 +56,8 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
     if profile.finetune_epochs is not None:
         base = exp.train_config(base_variant(variant), seed)
         fields.update(init_from=f"{base.variant}/{run_key(run_identity(base, data))}",
-                      epochs=profile.finetune_epochs, patience=profile.finetune_epochs)
+                      epochs=profile.finetune_epochs, patience=profile.finetune_epochs,
+                      lr=profile.finetune_lr if profile.finetune_lr is not None else fields["lr"])
     return TrainConfig.from_dict(fields)
 
 

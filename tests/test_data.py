@@ -172,3 +172,6 @@ def test_profiles_validate_overrides():
         get_profile("quick", width=float("nan"))
     with pytest.raises(ParameterError, match="unknown profile field"):
         get_profile("quick", epoch=3)
+    with pytest.raises(ParameterError, match="finetune_lr must be None or a finite number > 0"):
+        get_profile("quick", finetune_lr=-1e-3)
+    assert get_profile("quick", finetune_lr=5e-4).finetune_lr == 5e-4

@@ -19,7 +19,10 @@ def test_quick_fine_tunes_from_the_base_model_of_the_same_head_and_seed():
     base = exp.train_config("a2b2e", 21)
     assert cfg.init_from == f"a2b2e/{run_key(run_identity(base, DATA))}"
     assert cfg.epochs == cfg.patience == exp.profile_spec.finetune_epochs == 5
-    assert (cfg.width, cfg.lr, cfg.batch_size) == (base.width, base.lr, base.batch_size)
+    assert (cfg.width, cfg.batch_size) == (base.width, base.batch_size)
+    assert (cfg.lr, base.lr) == (exp.profile_spec.finetune_lr, exp.profile_spec.lr) == (1e-3, 3e-3)
+    smoke = Experiment.from_parameters(profile="smoke")          # no finetune_lr: the profile's lr
+    assert extension_config(smoke, "expof_a2e", 6, DATA).lr == smoke.profile_spec.lr
     opts = cfg.objective_options
     assert (opts["c"], opts["reg_batch"], opts["bands"], opts["segments"]) == (0.5, 1, 2, 4)
     assert extension_config(exp, "expof_a2b2e", 21, DATA).objective_options["c"] == exp.expo_c == 1.0
