@@ -9,6 +9,9 @@ Modules, one job each:
   IG-SUM-NORM objectives with a memory-bounded backward, and their inner maximisation
 - :mod:`.metrics`    top-k intersection and Kendall's tau-b between attribution maps
 - :mod:`.surrogate`  the softplus surrogate and the top-k attribution attack
+- :mod:`.report`     stored attribution-robustness tables of trained models (top-k attack,
+  intersection and Kendall tau per clip and emotion), per-system summaries, example maps
+  (import it as ``mer_lib.attributions.report``)
 
 Every attribution pass runs under :func:`mer_lib.models.frozen_normalisation` (BatchNorm with
 running statistics, no dropout; modes restored afterwards) and never accumulates into the
