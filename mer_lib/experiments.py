@@ -101,6 +101,13 @@ PARAMETERS: tuple[Param, ...] = (
     Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)"),
     Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)"),
     Param("explain_examples", None, "an integer >= 1 or None", "explanation metrics: first clips of the split (None: the profile's)"),
+    Param("ig_steps", None, "an integer >= 2 or None", "attributions: Integrated Gradients steps (None: the profile's)"),
+    Param("ig_baseline", "zeros", "zeros or silence", "attributions: IG baseline (zeros = the data's mean; silence)", True),
+    Param("attr_epsilon", 0.1, "a number > 0", "attribution attack: L-inf radius in standardised units"),
+    Param("attr_steps", None, "an integer >= 1 or None", "attribution attack: steps (None: the profile's)"),
+    Param("attr_tolerance", 0.05, "a number >= 0", "attribution attack: largest allowed change of any emotion output"),
+    Param("topk_fraction", 0.05, "a number in (0, 1]", "attribution metrics: top-k as a fraction of the bins"),
+    Param("attr_examples", None, "an integer >= 1 or None", "attribution metrics: first clips of the split (None: the profile's)"),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -226,6 +233,14 @@ class Experiment:
     sigma_eval: float = 0.1
     n_neighbours_eval: int = 5
     explain_examples: int | None = None
+    # attribution metrics (Attributions chapter)
+    ig_steps: int = 50
+    ig_baseline: str = "zeros"
+    attr_epsilon: float = 0.1
+    attr_steps: int = 20
+    attr_tolerance: float = 0.05
+    topk_fraction: float = 0.05
+    attr_examples: int | None = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -326,11 +341,23 @@ class Experiment:
             n_neighbours_eval=check_int("n_neighbours_eval", v["n_neighbours_eval"], minimum=1),
             explain_examples=_optional("explain_examples", prof.explain_examples if v["explain_examples"] is None
                                        else v["explain_examples"], _at_least(1)))
+        from .attributions.ig import BASELINES
+        from .attributions.metrics import check_fraction
+
+        attributions = dict(
+            ig_steps=pick("ig_steps", _at_least(2)),
+            ig_baseline=check_choice("ig_baseline", v["ig_baseline"], BASELINES),
+            attr_epsilon=_positive_number("attr_epsilon", v["attr_epsilon"]),
+            attr_steps=pick("attr_steps", _at_least(1)),
+            attr_tolerance=float(check_positive("attr_tolerance", v["attr_tolerance"], allow_zero=True)),
+            topk_fraction=check_fraction("topk_fraction", v["topk_fraction"]),
+            attr_examples=_optional("attr_examples", prof.attr_examples if v["attr_examples"] is None
+                                    else v["attr_examples"], _at_least(1)))
         exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,
                   clip_seconds=clip_seconds, corpus_seed=corpus_seed, spurious_cue=cue,
                   excerpt_seconds=excerpt_seconds, excerpt_seed=excerpt_seed, variants=variants,
                   seeds=seeds, modes=modes, reference_logs=None if logs is None else str(logs),
-                  **training, **attack, **extensions)
+                  **training, **attack, **extensions, **attributions)
         for variant in variants:      # the training and attack configurations validate too
             exp.train_config(variant, seeds[0])
         exp.attack_grid()

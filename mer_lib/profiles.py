@@ -58,6 +58,9 @@ class Profile:
     patch_bands: int = 4                 # interpretable space: frequency bands x time segments
     patch_segments: int = 8
     explain_examples: int | None = None  # clips of the split whose explanations are measured (None: all)
+    ig_steps: int = 50                   # attribution metrics: IG quadrature points (>= 2)
+    attr_steps: int = 20                 # attribution metrics: steps of the top-k attribution attack
+    attr_examples: int | None = None     # clips of the split whose attributions are attacked (None: all)
 
     @property
     def excerpt_frames(self) -> int:
@@ -75,6 +78,7 @@ PROFILES: dict[str, Profile] = {
         width=0.125, epochs=2, patience=2, batch_size=8, lr=5e-4, seeds=(6,),
         attack_iterations=5, adv_attack_iterations=2, adv_every=1, epsilons=(0.001, 0.01),
         finetune_epochs=1, expo_reg_batch=1, patch_bands=2, patch_segments=2, explain_examples=3,
+        ig_steps=2, attr_steps=1, attr_examples=2,
     ),
     # quick: every chapter on a 2-core CPU in minutes, and still the paper's effects. Measured on
     # the synthetic corpus, the A2M2E bottleneck only learns its concepts (test concept r >= 0.5)
@@ -94,6 +98,10 @@ PROFILES: dict[str, Profile] = {
         # fine-tune); at 1e-3 the c = 0 control keeps A2E's accuracy and ExpO still lowers NF.
         finetune_epochs=5, finetune_lr=1e-3, expo_reg_batch=1, patch_bands=2, patch_segments=4,
         explain_examples=24,
+        # attribution metrics: one attack costs ~ attr_steps x 8 emotions x (ig_steps captum passes
+        # + the surrogate's double backprop) per clip; 4 clips, 8 IG steps and 3 attack steps
+        # take ~6 s per model on one core (measured), for the ~33 models of the Attributions chapter.
+        ig_steps=8, attr_steps=3, attr_examples=4,
     ),
     "paper": Profile(
         name="paper", n_clips=360, clip_seconds=15.0, n_extra_midlevel=0, excerpt_seconds=10.0,
@@ -101,6 +109,7 @@ PROFILES: dict[str, Profile] = {
         attack_iterations=1000, adv_attack_iterations=50, adv_every=5,
         epsilons=(0.0003, 0.001, 0.003, 0.01, 0.03),
         finetune_epochs=None, expo_reg_batch=16, patch_bands=4, patch_segments=8, explain_examples=None,
+        ig_steps=50, attr_steps=20, attr_examples=None,
     ),
 }
 
@@ -136,7 +145,8 @@ def _validate(p: Profile) -> None:
             raise ParameterError(f"profile field {key} must be a finite number > 0, got {value!r}")
     at_least = {"n_clips": 10, "epochs": 1, "patience": 1, "batch_size": 1,
                 "attack_iterations": 1, "adv_attack_iterations": 1, "adv_every": 1,
-                "n_extra_midlevel": 0, "expo_reg_batch": 1, "patch_bands": 1, "patch_segments": 1}
+                "n_extra_midlevel": 0, "expo_reg_batch": 1, "patch_bands": 1, "patch_segments": 1,
+                "ig_steps": 2, "attr_steps": 1}
     for key, minimum in at_least.items():
         value = getattr(p, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -146,7 +156,7 @@ def _validate(p: Profile) -> None:
     if p.finetune_lr is not None and (isinstance(p.finetune_lr, bool) or not isinstance(p.finetune_lr, (int, float))
                                       or not 0 < p.finetune_lr < math.inf):
         raise ParameterError(f"profile field finetune_lr must be None or a finite number > 0, got {p.finetune_lr!r}")
-    for key in ("finetune_epochs", "explain_examples"):
+    for key in ("finetune_epochs", "explain_examples", "attr_examples"):
         value = getattr(p, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ParameterError(f"profile field {key} must be None or an integer >= 1, got {value!r}")

@@ -103,6 +103,23 @@ class AttributionConfig:
         return dataclasses.asdict(self)
 
 
+def attribution_config(exp) -> AttributionConfig:
+    """The :class:`AttributionConfig` of an experiment (:class:`mer_lib.experiments.Experiment`).
+
+    Its IG steps, baseline, attack epsilon/steps/tolerance, k and clips; the surrogate's
+    differentiable IG inside the attack takes half the evaluation steps (at least one).
+
+    Example:
+        >>> from mer_lib.experiments import Experiment
+        >>> cfg = attribution_config(Experiment.from_parameters(profile="quick"))
+        >>> cfg.ig_steps, cfg.attack_ig_steps, cfg.iterations, cfg.n_examples, cfg.epsilon
+        (8, 4, 3, 4, 0.1)
+    """
+    return AttributionConfig(ig_steps=exp.ig_steps, baseline=exp.ig_baseline, epsilon=exp.attr_epsilon,
+                             iterations=exp.attr_steps, k=exp.topk_fraction, tolerance=exp.attr_tolerance,
+                             attack_ig_steps=max(1, exp.ig_steps // 2), n_examples=exp.attr_examples)
+
+
 def attribution_identity(model_key: str, config: AttributionConfig, split: str, data_identity: str) -> dict:
     """What a stored attribution table is keyed by."""
     return {"version": ATTRIBUTION_VERSION, "model": str(model_key), "attribution": config.to_dict(),
@@ -229,5 +246,5 @@ def example_maps(models: Mapping[str, torch.nn.Module], x: torch.Tensor, config:
     return out
 
 
-__all__ = ["ATTRIBUTION_VERSION", "METRICS", "AttributionConfig", "attribution_identity",
+__all__ = ["ATTRIBUTION_VERSION", "METRICS", "AttributionConfig", "attribution_config", "attribution_identity",
            "attribution_table", "attribution_summary", "ExampleMaps", "example_maps"]
