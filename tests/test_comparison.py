@@ -141,3 +141,49 @@ def test_step_costs_time_each_objective_on_a_copy():
     assert not models[1].model.training
     with pytest.raises(ParameterError, match="repeats"):
         step_costs(models, data, repeats=0)
+
+
+def test_attribution_tables_feed_per_model_and_the_grand_table(tmp_path):
+    from mer_lib.attributions.report import AttributionConfig
+    from mer_lib.comparison import attribution_tables, grand_table
+
+    class Linear(torch.nn.Module):
+        """IG = x * W_j; with tolerance 0 no attack step counts: intersection and tau are 1."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(8, 12, generator=torch.Generator().manual_seed(5),
+                                                    dtype=torch.float64))
+            self.relu = torch.nn.ReLU()
+
+        def forward(self, x):
+            return x.flatten(1) @ self.w.T + 0 * self.relu(x.flatten(1)[:, :1])
+
+    g = torch.Generator().manual_seed(0)
+    data = MerTensors(x=torch.randn(40, 1, 3, 4, generator=g, dtype=torch.float64),
+                      emotions=torch.rand(40, 8, generator=g), midlevel=None, split=split_indices(40),
+                      ids=[f"{i:03d}" for i in range(40)], mean=0.0, std=1.0, identity="cmp-attr")
+    cfg = AttributionConfig(ig_steps=2, iterations=1, attack_ig_steps=1, tolerance=0.0, k=0.25, n_examples=2)
+    models = [fake("a2e", 6, "lin", seconds=[1.0], model=Linear())]
+    attr = attribution_tables(models, data, cfg, run_dir=tmp_path, device="cpu")
+    assert len(attr) == 2 * 8 and set(attr.model_key) == {"lin"}
+    t = per_model(models, data, attributions=attr).set_index("model_key")
+    assert t.loc["lin", "topk_intersection"] == 1.0 and t.loc["lin", "kendall_tau"] == pytest.approx(1.0)
+    # the grand table: hand-made per-model rows (two seeds of A2E, one of aA2E) and costs
+    rows = pd.DataFrame({"variant": ["a2e", "a2e", "aa2e"], "seed": [6, 21, 6],
+                         "avg_r": [0.6, 0.8, 0.5], "mae": [0.1, 0.1, 0.2], "delta_mae": [0.02, 0.04, 0.01],
+                         "topk_intersection": [0.5, 0.7, 0.9], "kendall_tau": [0.25, 0.75, 0.5],
+                         "nf": [1.0, 1.0, 2.0], "stability": [np.nan, np.nan, np.nan]})
+    costs = pd.DataFrame({"epoch_cost": [1.0, 2.5]}, index=["a2e", "aa2e"])
+    g = grand_table(per_system(rows), costs)
+    assert g.index.tolist() == ["A2E", "aA2E"] and g.seeds.tolist() == [2, 1]
+    assert g.columns.tolist() == ["seeds", "avg r", "MAE", "ΔMAE (projected)", "top-k ∩", "Kendall τ", "NF", "S",
+                                  "epoch cost (× A2E)"]
+    assert g.loc["A2E", "top-k ∩"] == "0.6 ± 0.14" and g.loc["A2E", "Kendall τ"] == "0.5 ± 0.35"
+    assert g.loc["aA2E", "ΔMAE (projected)"] == "0.01" and g.loc["aA2E", "epoch cost (× A2E)"] == "2.50"
+    # a system the costs lack shows a dash; columns absent from the summary are left out
+    g2 = grand_table(per_system(rows, ["avg_r"]), costs.loc[["a2e"]])
+    assert g2.columns.tolist() == ["seeds", "avg r", "epoch cost (× A2E)"]
+    assert g2.loc["aA2E", "epoch cost (× A2E)"] == "–"
+    with pytest.raises(ParameterError, match="lacks column"):
+        grand_table(pd.DataFrame({"x": [1]}))
