@@ -1,10 +1,16 @@
-"""Adversarial attacks on the emotion models: batched engine, SNR, cached tables, reference logs.
+"""Adversarial attacks on the emotion models: a generic engine, SNR, cached tables, reference logs.
 
+- :mod:`.generic`        the generic engine :func:`~.generic.run_engine`: an objective to ascend
+                         (:class:`~.generic.OutputLoss`, ...), an update rule, a projection and a
+                         stop rule, batched with per-example masks
+- :mod:`.steps`          update rules (sign step, L2 step, Adam on the sign) and projections
+                         (L-infinity ball, L2 ball, none) with their random starts
+- :mod:`.stopping`       stop rules: run all steps, the correlation ladder, the original's rule
 - :mod:`.config`         :class:`AttackConfig` (projected BIM/PGD or the original step for step;
                          the table of differences between the two modes)
 - :mod:`.ladder`         the clean correlation ladder (projected mode's early stopping)
 - :mod:`.reference_ladder` the original's ladder, float quirks included (reference mode)
-- :mod:`.engine`         :func:`attack` and :class:`AttackResult`
+- :mod:`.engine`         :func:`attack` (the MSE + ladder instance of the engine) and :class:`AttackResult`
 - :mod:`.precision`      :func:`~.precision.full_float32` (no TF32 on CUDA)
 - :mod:`.snr`            :func:`spectrogram_snr_db`
 - :mod:`.results`        :func:`run_attack`, the cached per-model attack table

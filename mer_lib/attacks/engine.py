@@ -1,4 +1,12 @@
-"""The attack engine: one batched code path for the projected (BIM/PGD) and reference modes.
+"""The emotion attack: the MSE + correlation-ladder instance of the generic engine.
+
+:func:`attack` is :func:`~.generic.run_engine` with the per-example MSE as the objective
+(:class:`~.generic.OutputLoss`) and, per mode, the pieces of :func:`engine_pieces`:
+projected: :class:`~.steps.SignStep` (``norm="l2"``: :class:`~.steps.L2Step`) into the
+:class:`~.steps.LinfBall` (:class:`~.steps.L2Ball`) with the
+:class:`~.stopping.CorrelationStop` ladder; reference: :class:`~.steps.AdamSignStep`, no
+projection, the :class:`~.stopping.ReferenceStop` rule. The results are bit for bit those
+of the hard-wired engine it replaced (``ENGINE_VERSION`` 2; tested against a stored record).
 
 :func:`attack` perturbs every example to *increase* the MSE between ``model(x + delta)``
 and the true ratings ``y`` (untargeted). Examples are processed in chunks of
@@ -62,26 +70,24 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..datasets import EMOTIONS
 from ..errors import ParameterError, check_int
 from .config import AttackConfig
-from .ladder import FINAL_TENTHS, RUNGS, CorrelationLadder, pearson_rows
+from .generic import OutputLoss, example_mse, run_engine
+from .ladder import RUNGS, pearson_rows
 from .precision import full_float32
-from .reference_ladder import ReferenceLadder
 from .snr import spectrogram_snr_db
+from .steps import AdamSignStep, L2Ball, L2Step, LinfBall, NoProjection, SignStep
+from .stopping import CorrelationStop, ReferenceStop
 
 #: Bumped whenever the engine's results change for the same inputs and configuration; part of
 #: every cached attack result's key. 2: the reference mode emulates the original step for step.
 ENGINE_VERSION = 2
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
 
 
 @dataclass
@@ -174,152 +180,31 @@ class AttackResult:
 
 
 def random_start(shape: tuple[int, ...], config: AttackConfig) -> torch.Tensor:
-    """Uniform random points of the eps ball for ``shape[0]`` examples (CPU, seeded).
+    """Uniform random points of the eps ball for ``shape[0]`` examples (CPU, float32, seeded).
 
     Drawn for all examples at once from ``config.seed``, so that the start of an example
     does not depend on how the examples are chunked.
     """
-    gen = torch.Generator().manual_seed(config.seed)
-    eps = config.epsilon
+    ball = LinfBall(config.epsilon) if config.norm == "linf" else L2Ball(config.epsilon)
+    return ball.sample(shape, torch.Generator().manual_seed(config.seed))
+
+
+def engine_pieces(config: AttackConfig) -> dict:
+    """The generic engine's update rule, projection, stop rule and step count for ``config``.
+
+    Example:
+        >>> engine_pieces(AttackConfig(mode="reference", max_iterations=10))
+        {'update': AdamSignStep(0.002), 'projection': NoProjection(), 'stop': ReferenceStop(early_stop=True), 'steps': 9}
+    """
+    if not config.projected:    # max_iterations forward passes: one step fewer
+        return dict(update=AdamSignStep(config.step_size), projection=NoProjection(),
+                    stop=ReferenceStop(config.early_stop), steps=config.max_iterations - 1)
     if config.norm == "linf":
-        return (torch.rand(shape, generator=gen) * 2 - 1) * eps
-    direction = torch.randn(shape, generator=gen)
-    direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (len(shape) - 1))
-    dims = math.prod(shape[1:])
-    radius = eps * torch.rand(shape[0], generator=gen) ** (1.0 / dims)
-    return direction * radius.view(-1, *[1] * (len(shape) - 1))
-
-
-def _per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *[1] * (like.dim() - 1))
-
-
-class _Stepper:
-    """One update rule (projected linf / l2 or reference Adam) on a shrinking working batch."""
-
-    def __init__(self, config: AttackConfig, delta: torch.Tensor) -> None:
-        self.cfg = config
-        self.step = 0
-        if not config.projected:
-            self.exp_avg = torch.zeros_like(delta)
-            self.exp_avg_sq = torch.zeros_like(delta)
-
-    def keep(self, mask: torch.Tensor) -> None:
-        """Drop the state of examples that left the working batch."""
-        if not self.cfg.projected:
-            self.exp_avg = self.exp_avg[mask]
-            self.exp_avg_sq = self.exp_avg_sq[mask]
-
-    def __call__(self, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        self.step += 1
-        if not cfg.projected:
-            return self._adam(delta, -torch.sign(grad))
-        if cfg.norm == "linf":
-            return (delta + cfg.step_size * torch.sign(grad)).clamp_(-cfg.epsilon, cfg.epsilon)
-        gnorm = grad.flatten(1).norm(dim=1)
-        scale = torch.where(gnorm > 0, cfg.step_size / gnorm, torch.zeros_like(gnorm))
-        delta = delta + _per_example(scale, grad) * grad
-        dnorm = delta.flatten(1).norm(dim=1)
-        shrink = torch.where(dnorm > cfg.epsilon, cfg.epsilon / dnorm, torch.ones_like(dnorm))
-        return delta * _per_example(shrink, delta)
-
-    def _adam(self, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        beta1, beta2 = ADAM_BETAS
-        self.exp_avg.lerp_(grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step_size = self.cfg.step_size / (1 - beta1 ** self.step)
-        denom = (self.exp_avg_sq.sqrt() / (1 - beta2 ** self.step) ** 0.5).add_(ADAM_EPS)
-        return delta.addcdiv(self.exp_avg, denom, value=-step_size)
-
-
-def _example_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return ((pred - y) ** 2).flatten(1).mean(dim=1)
-
-
-def _projected_threshold(ladder: CorrelationLadder) -> torch.Tensor:
-    """The next rung below the lowest one reached (-0.9 once converged; NaN if none)."""
-    nxt = torch.where(ladder.converged, torch.full_like(ladder.level, FINAL_TENTHS),
-                      ladder.level - 1.0) / 10.0
-    return torch.where(torch.isinf(ladder.level), torch.full_like(nxt, math.nan), nxt)
-
-
-def _attack_chunk(model, x, y, start, config: AttackConfig, bar) -> dict[str, torch.Tensor]:
-    """Attack one chunk of examples together; see the module docstring."""
-    n, dev = x.shape[0], x.device
-    reference = not config.projected
-    ladder = ReferenceLadder(n, dev) if reference else CorrelationLadder(n, dev)
-    passes = config.max_iterations if reference else config.max_iterations + 1
-    out_delta = start.clone()                       # the final perturbation of each example
-    best_delta = start.clone() if config.early_stop else None
-    best_pred = final_pred = clean_pred = None
-    iterations = torch.full((n,), passes - 1, dtype=torch.long, device=dev)
-
-    if config.random_start:
-        with torch.no_grad():
-            clean_pred = model(x).detach()
-
-    active = torch.arange(n, device=dev)
-    xw, yw, dw = x, y, start
-    stepper = _Stepper(config, dw)
-    for t in range(passes):
-        last = t == passes - 1
-        dvar = dw.detach().requires_grad_(not last)
-        with torch.set_grad_enabled(not last):
-            pred = model(xw + dvar)
-        if pred.shape != yw.shape:
-            raise ParameterError(
-                f"model output shape {tuple(pred.shape)} does not match y {tuple(yw.shape)}")
-        if t == 0:   # all n examples are active: allocate outputs like the model's output
-            # reference: the start is the kept perturbation until a later threshold is reached
-            best_pred = pred.detach().clone() if reference else torch.zeros_like(pred.detach())
-            final_pred = torch.zeros_like(pred.detach())
-            if clean_pred is None:
-                clean_pred = pred.detach().clone()
-        r = pearson_rows(pred, yw)
-        if reference:
-            new, stop = ladder.update(r, t, active)
-        else:
-            new = ladder.update(r, t, active)
-            stop = ladder.converged[active]
-        if config.early_stop and bool(new.any()):
-            best_delta[active[new]] = dw[new]
-            best_pred[active[new]] = pred.detach()[new]
-        done = stop if config.early_stop else torch.zeros_like(new)
-        if last:
-            done = torch.ones_like(new)
-        if bool(done.any()):
-            rows = active[done]
-            out_delta[rows] = dw[done]
-            final_pred[rows] = pred.detach()[done]
-            iterations[rows] = t
-            if bar is not None:
-                bar.update(int(done.sum()))
-            if bool(done.all()):
-                break
-        (grad,) = torch.autograd.grad(_example_mse(pred, yw).sum(), dvar)
-        if bool(done.any()):
-            keep = ~done
-            active, xw, yw, dw, grad = active[keep], xw[keep], yw[keep], dw[keep], grad[keep]
-            stepper.keep(keep)
-        dw = stepper(dw.detach(), grad)
-        if bar is not None:
-            bar.set_postfix(iteration=t + 1, active=int(active.numel()), refresh=False)
-
-    if not config.early_stop:
-        delta_iteration, delta, adv_pred = iterations.clone(), out_delta, final_pred
-    elif reference:
-        delta_iteration, delta, adv_pred = ladder.kept_iteration.clone(), best_delta, best_pred
+        update, projection = SignStep(config.step_size), LinfBall(config.epsilon)
     else:
-        use_best = ladder.best_iteration >= 1
-        delta_iteration = torch.where(use_best, ladder.best_iteration, iterations)
-        delta = torch.where(_per_example(use_best, out_delta), best_delta, out_delta)
-        adv_pred = torch.where(use_best[:, None], best_pred, final_pred)
-    threshold = ladder.threshold.clone() if reference else _projected_threshold(ladder)
-    return dict(delta=delta, iterations=iterations, delta_iteration=delta_iteration,
-                converged=ladder.converged.clone(), threshold=threshold,
-                rung_iterations=ladder.rung_iterations, clean_pred=clean_pred,
-                adv_pred=adv_pred, final_pred=final_pred, final_delta=out_delta)
+        update, projection = L2Step(config.step_size), L2Ball(config.epsilon)
+    return dict(update=update, projection=projection, stop=CorrelationStop(config.early_stop),
+                steps=config.max_iterations)
 
 
 def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, *,
@@ -343,16 +228,16 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: Att
     y = y.detach().to(device=x.device, dtype=x.dtype)
     starts = (random_start(tuple(x.shape), config).to(device=x.device, dtype=x.dtype)
               if config.random_start else torch.zeros_like(x))
-
-    parts = []
-    with full_float32(), tqdm(total=n, unit="ex", desc=f"attack ({config.mode})",
-                              disable=not progress) as bar:
-        for lo in range(0, n, batch_size):
-            sl = slice(lo, lo + batch_size)
-            parts.append(_attack_chunk(model, x[sl], y[sl], starts[sl], config,
-                                       bar if progress else None))
-    cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    delta = cat.pop("delta").detach()
-    final_delta = cat.pop("final_delta").detach()
-    return AttackResult(x=x, y=y, x_adv=(x + delta).detach(), delta=delta,
-                        final_delta=final_delta, **cat)
+    res = run_engine(model, x, y, objective=OutputLoss(example_mse), start=starts,
+                     batch_size=batch_size, progress=progress, desc=f"attack ({config.mode})",
+                     **engine_pieces(config))
+    if config.random_start:     # the clean prediction is not the first pass's
+        with torch.no_grad(), full_float32():
+            clean = torch.cat([model(x[lo:lo + batch_size]) for lo in range(0, n, batch_size)]).detach()
+    else:
+        clean = res.first_output
+    delta, final_delta = res.delta.detach(), res.final_delta.detach()
+    return AttackResult(x=x, y=y, x_adv=(x + delta).detach(), delta=delta, final_delta=final_delta,
+                        iterations=res.iterations, delta_iteration=res.delta_iteration,
+                        clean_pred=clean, adv_pred=res.kept_output, final_pred=res.final_output,
+                        **res.record)
