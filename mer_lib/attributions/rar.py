@@ -52,8 +52,9 @@ BatchNorm and dropout frozen (:func:`mer_lib.models.frozen_normalisation`); the 
 ``l(x)`` / ``l(x')`` runs in the model's own mode (training: batch statistics, dropout),
 and is computed first. The inner maximisation never touches the parameters' ``.grad``.
 
-:func:`rar_attack` is a plain batched PGD for now; it is to be expressed through the generic
-attack engine (objective + projection + stop rule) when that exists, with identical results.
+:func:`rar_attack` is the generic attack engine (:mod:`mer_lib.attacks.generic`) with the
+objective :class:`RarAttackObjective`, a sign step into the L-infinity ball from a uniform
+random start, and the run-all-steps stop rule.
 
 Example:
     >>> import torch
@@ -80,6 +81,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from ..attacks.generic import Evaluation, run_engine
+from ..attacks.steps import LinfBall, SignStep
+from ..attacks.stopping import RunAll
 from ..errors import ParameterError, check_choice, check_int, check_positive
 from ..models import frozen_normalisation
 
@@ -450,10 +454,29 @@ def attack_objective_gradient(model: nn.Module, x: torch.Tensor, x_adv: torch.Te
 def uniform_linf_start(x: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
     """Uniform random points of the L-infinity ball of radius ``epsilon`` around 0, shaped like ``x``.
 
-    Drawn on the CPU from ``generator`` (so CPU and GPU runs start alike), then moved to ``x``.
+    Drawn on the CPU in float64 from ``generator`` (so CPU and GPU runs start alike), then
+    moved to ``x``'s device and dtype.
     """
-    u = torch.rand(x.shape, generator=generator, dtype=torch.float64)
-    return ((u * 2 - 1) * epsilon).to(device=x.device, dtype=x.dtype)
+    return LinfBall(epsilon).sample(tuple(x.shape), generator, torch.float64).to(device=x.device, dtype=x.dtype)
+
+
+class RarAttackObjective:
+    """The inner maximisation's objective for the generic attack engine (:func:`~mer_lib.attacks.generic.run_engine`).
+
+    At ``x' = x + delta`` its value is :func:`rar_attack_objective` and its gradient
+    :func:`attack_objective_gradient` (memory-bounded), both computed on demand; it gives no
+    model output (the run-all stop rule needs none).
+    """
+
+    def __init__(self, config: RarConfig, loss_fn: PerExampleLoss = emotion_mse) -> None:
+        self.config, self.loss_fn = _check_config(config), loss_fn
+
+    def __call__(self, model, x, delta, y, *, grad):
+        x_adv = x + delta
+        cfg, loss_fn = self.config, self.loss_fn
+        return Evaluation(
+            value=lambda: rar_attack_objective(model, x, x_adv, y, cfg, loss_fn=loss_fn),
+            gradient=(lambda: attack_objective_gradient(model, x, x_adv, y, cfg, loss_fn=loss_fn)) if grad else None)
 
 
 def rar_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: RarConfig, *,
@@ -461,24 +484,27 @@ def rar_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: RarCo
                loss_fn: PerExampleLoss = emotion_mse) -> torch.Tensor:
     """The inner maximisation: PGD on :func:`rar_attack_objective` over ``x'`` in B_inf(x, eps).
 
-    Starts at a uniform random point of the ball (from ``generator``, default one seeded
-    with ``config.seed``), takes ``config.attack_steps`` steps
-    ``x' <- x + clamp(x' + alpha * sign(grad) - x, -eps, eps)`` with
-    :attr:`RarConfig.attack_riemann_steps` Riemann steps inside, all examples together.
-    Returns the last ``x'`` (detached). Model frozen, its modes restored, ``.grad`` untouched.
+    The generic attack engine with :class:`RarAttackObjective`, a
+    :class:`~mer_lib.attacks.steps.SignStep` of ``config.step_size`` into the
+    :class:`~mer_lib.attacks.steps.LinfBall` of ``config.epsilon`` and the
+    :class:`~mer_lib.attacks.stopping.RunAll` stop rule: from a uniform random point of the
+    ball (from ``generator``, default one seeded with ``config.seed``) it takes
+    ``config.attack_steps`` steps ``delta <- clamp(delta + alpha * sign(grad), -eps, eps)``,
+    :attr:`RarConfig.attack_riemann_steps` Riemann steps inside, all examples together, and
+    returns ``x + delta`` after the last step (detached; the last point is not evaluated).
+    Model frozen inside, its modes restored, ``.grad`` untouched.
     """
     cfg = _check_config(config)
     _check_batch(x, None, y)
     gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
     x, y = x.detach(), y.detach()
-    eps = cfg.epsilon
-    x_adv = x + uniform_linf_start(x, eps, gen)
-    for _ in range(cfg.attack_steps):
-        grad = attack_objective_gradient(model, x, x_adv, y, cfg, loss_fn=loss_fn)
-        x_adv = x + (x_adv + cfg.step_size * torch.sign(grad) - x).clamp(-eps, eps)
-    return x_adv.detach()
+    res = run_engine(model, x, y, objective=RarAttackObjective(cfg, loss_fn), update=SignStep(cfg.step_size),
+                     projection=LinfBall(cfg.epsilon), stop=RunAll(), start=uniform_linf_start(x, cfg.epsilon, gen),
+                     steps=cfg.attack_steps, evaluate_last=False)
+    return (x + res.final_delta).detach()
 
 
 __all__ = ["OBJECTIVES", "NORMALISATIONS", "RarConfig", "RarTerms", "emotion_mse",
            "loss_integrated_gradients", "ig_l1_norm", "rar_loss", "rar_backward",
-           "rar_attack_objective", "attack_objective_gradient", "uniform_linf_start", "rar_attack"]
+           "rar_attack_objective", "attack_objective_gradient", "uniform_linf_start", "RarAttackObjective",
+           "rar_attack"]
