@@ -102,7 +102,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)"),
     Param("explain_examples", None, "an integer >= 1 or None", "explanation metrics: first clips of the split (None: the profile's)"),
     Param("ig_steps", None, "an integer >= 2 or None", "attributions: Integrated Gradients steps (None: the profile's)"),
-    Param("ig_baseline", "zeros", "zeros or silence", "attributions: IG baseline (zeros = the data's mean; silence)", True),
+    Param("ig_baseline", "zeros", "zeros or silence", "attributions: IG baseline, zeros (the data's mean) or silence", True),
     Param("attr_epsilon", 0.03, "a number > 0", "attribution attack: L-inf radius in standardised units"),
     Param("attr_steps", None, "an integer >= 1 or None", "attribution attack: steps (None: the profile's)"),
     Param("attr_tolerance", 0.05, "a number >= 0", "attribution attack: largest allowed change of any emotion output"),
