@@ -371,17 +371,43 @@ def rar_backward(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torc
     with torch.enable_grad():
         task = loss_fn(model, x if cfg.objective == "ig_norm" else x_adv, y).mean()
         torch.autograd.backward(task, inputs=params)
-        with frozen_normalisation(model):
-            d = x_adv - x
-            ig = d * _mean_path_gradient(model, x, x_adv, y, m, cfg.chunk_size, loss_fn)
-            per = ig_l1_norm(ig, cfg.normalisation)
-            if cfg.weight > 0:
-                s = (cfg.weight / (x.shape[0] * _elements(x, cfg.normalisation))) * torch.sign(ig) * d
-                for alphas in _step_chunks(m, cfg.chunk_size, x):
-                    g = _path_gradients(model, x, x_adv, y, alphas, loss_fn, True)
-                    torch.autograd.backward((g * s).sum() / m, inputs=params)
+    per = ig_norm_backward(model, x, x_adv, y, cfg, loss_fn=loss_fn)
     ig_norm = per.mean()
     return RarTerms((task + cfg.weight * ig_norm).detach(), task.detach(), ig_norm, per)
+
+
+def ig_norm_backward(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+                     config: RarConfig, *, loss_fn: PerExampleLoss = emotion_mse) -> torch.Tensor:
+    """The regulariser alone: accumulate the gradient of ``weight * mean_b |IG(x_b, x'_b)|_1``.
+
+    The memory-bounded two passes of the module docstring when ``config.chunk_size`` < m,
+    else one double-backprop graph; the model runs frozen. Returns the per-example
+    (normalised) L1 norms ``(B,)``, detached. :func:`rar_backward` is the task term's
+    backward followed by this; an objective that regularises only part of its batch calls
+    it on that part (:mod:`mer_lib.objectives.rar_training`).
+    """
+    cfg = _check_config(config)
+    _check_batch(x, x_adv, y)
+    params = _trainable(model)
+    x, x_adv, y = x.detach(), x_adv.detach(), y.detach()
+    m = cfg.riemann_steps
+    with torch.enable_grad(), frozen_normalisation(model):
+        if cfg.chunk_size is None or cfg.chunk_size >= m:
+            ig = loss_integrated_gradients(model, x, x_adv, y, steps=m, loss_fn=loss_fn,
+                                           create_graph=cfg.weight > 0)
+            per = ig_l1_norm(ig, cfg.normalisation)
+            if cfg.weight > 0:
+                torch.autograd.backward(cfg.weight * per.mean(), inputs=params)
+            return per.detach()
+        d = x_adv - x
+        ig = d * _mean_path_gradient(model, x, x_adv, y, m, cfg.chunk_size, loss_fn)
+        per = ig_l1_norm(ig, cfg.normalisation)
+        if cfg.weight > 0:
+            s = (cfg.weight / (x.shape[0] * _elements(x, cfg.normalisation))) * torch.sign(ig) * d
+            for alphas in _step_chunks(m, cfg.chunk_size, x):
+                g = _path_gradients(model, x, x_adv, y, alphas, loss_fn, True)
+                torch.autograd.backward((g * s).sum() / m, inputs=params)
+    return per
 
 
 # --------------------------------------------------------------------------------------
@@ -505,6 +531,6 @@ def rar_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: RarCo
 
 
 __all__ = ["OBJECTIVES", "NORMALISATIONS", "RarConfig", "RarTerms", "emotion_mse",
-           "loss_integrated_gradients", "ig_l1_norm", "rar_loss", "rar_backward",
+           "loss_integrated_gradients", "ig_l1_norm", "rar_loss", "rar_backward", "ig_norm_backward",
            "rar_attack_objective", "attack_objective_gradient", "uniform_linf_start", "RarAttackObjective",
            "rar_attack"]

@@ -9,6 +9,9 @@ Modules:
 - ``adversarial``  ``"adversarial"``: the reference's adversarial training (aA2E, aA2B2E)
 - ``expo_training`` ``"expo_fidelity"`` / ``"expo_stability"``: ExpO-regularised training and
                    the variants ``expof_a2e``, ``expof_a2b2e``, ``expos_a2e``, ``expos_a2b2e``
+- ``rar_training`` ``"ig_norm"`` / ``"ig_sum_norm"``: Robust Attribution Regularization (Chen et al.
+                   2019) through :mod:`mer_lib.attributions.rar` and the variants ``ignorm_a2e``,
+                   ``ignorm_a2b2e``, ``igsumnorm_a2e``, ``igsumnorm_a2b2e``
 - ``expo``         the ExpO regularisers (Plumb et al. 2020) as pure functions: ExpO-Fidelity
                    (closed-form local-linear residual on Gaussian patch neighbours, also as a
                    chunked backward), ExpO-Stability, and the weight ``c * L(init) / R(init)``
@@ -17,7 +20,7 @@ Importing :mod:`mer_lib` registers every objective, so a stored model is loadabl
 
 Example:
     >>> from mer_lib.objectives import OBJECTIVES, SIGMA_REG, regulariser_weight
-    >>> {"mse", "adversarial", "expo_fidelity", "expo_stability"} <= set(OBJECTIVES)
+    >>> {"mse", "adversarial", "expo_fidelity", "expo_stability", "ig_norm", "ig_sum_norm"} <= set(OBJECTIVES)
     True
     >>> SIGMA_REG, regulariser_weight(1.5, loss_init=0.5, reg_init=0.25)
     (0.5, 3.0)
@@ -27,10 +30,11 @@ from .base import (OBJECTIVES, Objective, StepContext, check_finite_option, get_
 from .supervised import Supervised
 from .adversarial import Adversarial
 from .expo_training import ExpoFidelity, ExpoStability
+from .rar_training import IgNorm, IgSumNorm
 from .expo import (SIGMA_REG, STABILITY_RADIUS, fidelity_regulariser, fidelity_regulariser_backward,
                    regulariser_weight, stability_regulariser)
 
 __all__ = ["OBJECTIVES", "Objective", "StepContext", "register_objective", "get_objective",
            "make_objective", "resolve_options", "task_loss", "check_finite_option", "Supervised",
-           "Adversarial", "ExpoFidelity", "ExpoStability", "SIGMA_REG", "STABILITY_RADIUS", "fidelity_regulariser",
+           "Adversarial", "ExpoFidelity", "ExpoStability", "IgNorm", "IgSumNorm", "SIGMA_REG", "STABILITY_RADIUS", "fidelity_regulariser",
            "fidelity_regulariser_backward", "stability_regulariser", "regulariser_weight"]
