@@ -26,7 +26,9 @@ score with ``patience`` epochs, the best checkpoint restored at the end.
   rung below its start; ``"kept_or_final"``: the attack's last perturbation for such
   examples instead (what mer_lib did before it emulated the original exactly).
 - **Precision**: training runs in full float32 on every device (TF32 off on CUDA, see
-  :func:`mer_lib.attacks.precision.full_float32`) unless ``bf16`` is asked for.
+  :func:`mer_lib.attacks.precision.full_float32`) unless ``bf16`` is asked for. (Data and
+  model follow torch's default dtype, float32; the equivalence tests of
+  :mod:`mer_lib.stack_training` set float64.)
 - **Batches**: the training split lives on the device as one tensor; each epoch draws a
   permutation from a ``torch.Generator`` seeded with the seed, batches are index slices of
   it (the last one may be smaller). No DataLoader, no per-file loading.
@@ -528,14 +530,71 @@ def _prepare_data(data: MerTensors, spec: Variant, device: torch.device):
             raise DataLayoutError(f"the {name} split needs at least {minimum} examples, "
                                   f"got {len(data.split.get(name, ()))}")
         x, y, m = data.subset(name)
-        out.append((x.to(device, torch.float32).contiguous(), y.to(device, torch.float32),
-                    None if m is None else m.to(device, torch.float32)))
+        dtype = torch.get_default_dtype()   # float32 unless a test asks for float64
+        out.append((x.to(device, dtype).contiguous(), y.to(device, dtype),
+                    None if m is None else m.to(device, dtype)))
     return out
+
+
+def _open_model_folder(config: TrainConfig, data: MerTensors, run_dir: str | Path) -> tuple[dict, str, Path]:
+    """``(identity, key, folder)`` of a configuration; writes ``config.json`` or checks the stored one."""
+    identity = run_identity(config, data)
+    key = run_key(identity)
+    folder = Path(run_dir) / "models" / config.variant / key
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "config.json").is_file():
+        stored = _read_json(folder / "config.json")
+        _check_identity(folder, stored.get("identity", {}), identity)
+    else:
+        doc = {"key": key, "identity": identity, "train_config": config.to_dict(),
+               "mer_lib_version": __version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        _write_bytes(folder / "config.json", json.dumps(doc, indent=2, sort_keys=True).encode())
+    return identity, key, folder
+
+
+def _batch_order(gen: torch.Generator, n: int, device: torch.device) -> torch.Tensor:
+    """One epoch's order of the ``n`` training examples, drawn from the seed's batch generator."""
+    return torch.randperm(n, generator=gen).to(device)
+
+
+def _history_row(epoch: int, means: dict, score: float, metrics: dict, adversarial: bool,
+                 improved: bool, seconds: float) -> dict:
+    """One row of ``history.csv``."""
+    return {"epoch": epoch, **means,
+            "valid_score": score, "valid_r": metrics["avg_r"], "valid_mae": metrics["mae"],
+            "valid_concept_r": metrics.get("concept_avg_r", math.nan),
+            "adversarial": adversarial, "improved": improved, "seconds": seconds}
+
+
+def _save_progress(folder: Path, identity: dict, epoch: int, model_state: dict, optimizer_state: dict,
+                   best_state: dict | None, best_score: float, best_epoch: int, bad: int,
+                   history: list[dict], loss_state: dict, rng: dict, components: tuple[str, ...]) -> None:
+    """Write the resume state ``state.pt`` and ``history.csv`` after an epoch."""
+    _save_torch(folder / "state.pt", {
+        "identity": identity, "epoch": epoch, "model": model_state,
+        "optimizer": optimizer_state, "best_state": best_state,
+        "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad,
+        "history": history, "loss_state": loss_state, "rng": rng})
+    _write_bytes(folder / "history.csv", _history_frame(history, components).to_csv(index=False).encode())
+
+
+def _save_final(folder: Path, identity: dict, key: str, best_state: dict, best_epoch: int,
+                best_score: float, history: list[dict], components: tuple[str, ...]) -> None:
+    """Write ``model.pt`` and ``history.csv`` and drop the resume state: the model is finished."""
+    _save_torch(folder / "model.pt", {"identity": identity, "key": key, "state_dict": best_state,
+                                      "best_epoch": best_epoch, "best_score": best_score})
+    _write_bytes(folder / "history.csv", _history_frame(history, components).to_csv(index=False).encode())
+    (folder / "state.pt").unlink(missing_ok=True)
 
 
 def _validate(model: MerNet, spec: Variant, x: torch.Tensor, y: torch.Tensor,
               m: torch.Tensor | None) -> tuple[float, dict]:
     e, c = predict(model, x, batch_size=64)
+    return _score(spec, e, c, y, m)
+
+
+def _score(spec: Variant, e, c, y: torch.Tensor, m: torch.Tensor | None) -> tuple[float, dict]:
+    """Validation score and metrics of predictions ``e`` (and concepts ``c``) (see the module doc)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantColumnWarning)
         metrics = evaluate(e, y.cpu(), c, None if (c is None or m is None) else m.cpu())
@@ -563,17 +622,7 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
     objective = make_objective(spec, config.objective_options)
     device = resolve_device(device)
     (x_tr, y_tr, m_tr), (x_va, y_va, m_va) = _prepare_data(data, spec, device)
-    identity = run_identity(config, data)
-    key = run_key(identity)
-    folder = Path(run_dir) / "models" / spec.name / key
-    folder.mkdir(parents=True, exist_ok=True)
-    if (folder / "config.json").is_file():
-        stored = _read_json(folder / "config.json")
-        _check_identity(folder, stored.get("identity", {}), identity)
-    else:
-        doc = {"key": key, "identity": identity, "train_config": config.to_dict(),
-               "mer_lib_version": __version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        _write_bytes(folder / "config.json", json.dumps(doc, indent=2, sort_keys=True).encode())
+    identity, key, folder = _open_model_folder(config, data, run_dir)
 
     on_cuda = device.type == "cuda"
     if config.bf16 and not on_cuda:
@@ -615,7 +664,7 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                 t0 = time.perf_counter()
                 adversarial = config.is_adversarial_epoch(epoch)
                 model.train()
-                perm = torch.randperm(n, generator=gen).to(device)
+                perm = _batch_order(gen, n, device)
                 parts: dict[str, list[tuple[int, torch.Tensor]]] = {c: [] for c in objective.components}
                 for b in range(n_batches):
                     idx = perm[b * bs:(b + 1) * bs]
@@ -634,18 +683,12 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                     best_state = _cpu_state_dict(model)
                 else:
                     bad += 1
-                row = {"epoch": epoch, **means,
-                       "valid_score": score, "valid_r": metrics["avg_r"], "valid_mae": metrics["mae"],
-                       "valid_concept_r": metrics.get("concept_avg_r", math.nan),
-                       "adversarial": adversarial, "improved": improved,
-                       "seconds": time.perf_counter() - t0}
+                row = _history_row(epoch, means, score, metrics, adversarial, improved,
+                                   time.perf_counter() - t0)
                 history.append(row)
-                _save_torch(folder / "state.pt", {
-                    "identity": identity, "epoch": epoch, "model": _cpu_state_dict(model),
-                    "optimizer": optimizer.state_dict(), "best_state": best_state,
-                    "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad,
-                    "history": history, "loss_state": loss_state, "rng": _rng_states(gen, device)})
-                _write_bytes(folder / "history.csv", _history_frame(history, objective.components).to_csv(index=False).encode())
+                _save_progress(folder, identity, epoch, _cpu_state_dict(model), optimizer.state_dict(),
+                               best_state, best_score, best_epoch, bad, history, loss_state,
+                               _rng_states(gen, device), objective.components)
                 bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", valid_r=f"{metrics['avg_r']:.3f}",
                                 refresh=False)
                 bar.update(1)
@@ -663,10 +706,7 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
                           f"keeping the last weights", RuntimeWarning, stacklevel=2)
             best_state, best_epoch = _cpu_state_dict(model), epoch
         model.load_state_dict(best_state)
-        _save_torch(folder / "model.pt", {"identity": identity, "key": key, "state_dict": best_state,
-                                          "best_epoch": best_epoch, "best_score": best_score})
-        _write_bytes(folder / "history.csv", _history_frame(history, objective.components).to_csv(index=False).encode())
-        (folder / "state.pt").unlink(missing_ok=True)
+        _save_final(folder, identity, key, best_state, best_epoch, best_score, history, objective.components)
     model.to(memory_format=torch.contiguous_format).eval()
     return TrainedModel(model, config, key, folder, _history_frame(history, objective.components),
                         trained_now=True)

@@ -1,0 +1,380 @@
+"""A model stack: K independent MerNets of one architecture evaluated as one network.
+
+The K models share nothing but the shape: every convolution is one grouped convolution
+(``groups=K``, model k owns output channels ``k*C .. (k+1)*C - 1``), every BatchNorm one
+``BatchNorm2d`` over ``K*C`` channels (per-channel statistics, so per model), the heads are
+batched matrix products (``torch.baddbmm``) with per-model weights. The input is
+``(K, B, 1, frames, bands)`` — model k sees its own ``B`` examples — and the outputs are
+``(K, B, ...)``. A shared input ``(B, 1, frames, bands)`` is fed to every model.
+
+- :func:`stack_models` builds a stack from K :class:`~mer_lib.models.MerNet` (exact copy of
+  their parameters and buffers), :func:`unstack` splits it back into K ordinary MerNets;
+  :meth:`ModelStack.member_state_dict` is model k's ``state_dict`` in the single-model format.
+  The stack's state-dict keys are the MerNet's: stacked tensor ``t`` holds model k's tensor
+  at ``t.view(K, *shape)[k]`` (``num_batches_tracked`` is shared: all members step together).
+- Dropout: each member draws its masks from its own generator (``ModelStack.generators``),
+  in the same call as ``torch.nn.functional.dropout2d`` does, so member k's masks are those
+  a single model would draw from a global generator in the same state (the trainer sets them;
+  with ``generators=None`` all members draw from the global generator).
+- :func:`stacked_attack` runs the evaluation attack (:func:`mer_lib.attacks.attack`'s engine
+  and pieces) on all K models in one pass, with per-model, per-example early stopping.
+- :func:`check_stack_state` rejects a stacked checkpoint of another K.
+
+Example:
+    >>> import torch
+    >>> from mer_lib.models import build_model
+    >>> torch.manual_seed(0) and None
+    >>> models = [build_model("a2b2e", width=0.0625).eval() for _ in range(3)]
+    >>> stack = stack_models(models).eval()
+    >>> x = torch.randn(3, 2, 1, 16, 16)
+    >>> emotions, concepts = stack.forward_all(x)
+    >>> tuple(emotions.shape), tuple(concepts.shape)
+    ((3, 2, 8), (3, 2, 7))
+    >>> bool(torch.allclose(emotions[1], models[1](x[1]), atol=1e-5))
+    True
+    >>> back = unstack(stack)
+    >>> all(torch.equal(a.to_emotions.weight, b.to_emotions.weight) for a, b in zip(models, back))
+    True
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import MerError, ParameterError
+from .models import MIN_SIZE, MerNet, build_model
+
+
+class StackError(MerError, ValueError):
+    """Models that cannot share a stack, a bad stack size or a checkpoint of another K."""
+
+
+# --------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------
+
+class StackedDropout2d(nn.Dropout2d):
+    """``Dropout2d`` over ``K`` members, each drawing its channel mask from its own generator."""
+
+    def __init__(self, p: float, k: int, owner: "ModelStack") -> None:
+        super().__init__(p)
+        self.k = k
+        self._owner = [owner]          # a list: not registered as a submodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        gens = self._owner[0].generators
+        b, kc = x.shape[0], x.shape[1]
+        c = kc // self.k
+        noise = []
+        for k in range(self.k):
+            # the same draws as ATen's feature dropout: an (B, C, 1, 1) bernoulli_(1 - p) / (1 - p)
+            n = torch.empty((b, c, 1, 1), dtype=x.dtype, device=x.device)
+            n.bernoulli_(1 - self.p, generator=None if gens is None else gens[k])
+            noise.append(n.div_(1 - self.p))
+        return x * torch.cat(noise, dim=1)
+
+
+class StackedLinear(nn.Module):
+    """K linear layers ``(K, B, in) -> (K, B, out)``: weight ``(K, out, in)``, bias ``(K, out)``."""
+
+    def __init__(self, k: int, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(k, n_out, n_in))
+        self.bias = nn.Parameter(torch.zeros(k, n_out))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), h, self.weight.transpose(1, 2))
+
+
+# --------------------------------------------------------------------------------------
+# The stack
+# --------------------------------------------------------------------------------------
+
+class ModelStack(nn.Module):
+    """K MerNets of one variant and width as one network (see the module docstring).
+
+    Attributes:
+        k: number of members; ``variant``, ``head``, ``width`` as the members'.
+        generators: None, or one ``torch.Generator`` per member for its dropout masks.
+    """
+
+    def __init__(self, template: MerNet, k: int) -> None:
+        super().__init__()
+        k = check_stack_size(k)
+        self.k, self.spec, self.variant, self.head, self.width = k, template.spec, template.variant, \
+            template.head, template.width
+        self.n_features = template.n_features
+        self.generators: list[torch.Generator] | None = None
+        layers: list[nn.Module] = []
+        for m in template.features:
+            if isinstance(m, nn.Conv2d):
+                layers.append(nn.Conv2d(k * m.in_channels, k * m.out_channels, m.kernel_size,
+                                        stride=m.stride, padding=m.padding, groups=k, bias=False))
+            elif isinstance(m, nn.BatchNorm2d):
+                layers.append(nn.BatchNorm2d(k * m.num_features, eps=m.eps, momentum=m.momentum))
+            elif isinstance(m, nn.ReLU):
+                layers.append(nn.ReLU(inplace=True))
+            elif isinstance(m, nn.MaxPool2d):
+                layers.append(nn.MaxPool2d(m.kernel_size))
+            elif isinstance(m, nn.Dropout2d):
+                layers.append(StackedDropout2d(m.p, k, self))
+            else:
+                raise StackError(f"cannot stack a backbone layer of type {type(m).__name__}")
+        self.features = nn.Sequential(*layers)
+        if template.to_concepts is not None:
+            self.to_concepts: StackedLinear | None = StackedLinear(
+                k, template.to_concepts.in_features, template.to_concepts.out_features)
+        else:
+            self.to_concepts = None
+        self.to_emotions = StackedLinear(k, template.to_emotions.in_features, template.to_emotions.out_features)
+        self._shapes = {name: tuple(t.shape) for name, t in template.state_dict().items()}
+
+    # ---------------------------------------------------------------- forward
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``(K, B, 1, T, F)`` or shared ``(B, 1, T, F)`` -> the grouped layout ``(B, K, T, F)``."""
+        if x.dim() == 4 and x.shape[1] == 1 and min(x.shape[2:]) >= MIN_SIZE:
+            return x.expand(x.shape[0], self.k, *x.shape[2:])
+        if x.dim() != 5 or x.shape[0] != self.k or x.shape[2] != 1 or min(x.shape[3:]) < MIN_SIZE:
+            raise ParameterError(
+                f"a stack of {self.k} models expects a tensor ({self.k}, batch, 1, frames, bands) or a "
+                f"shared (batch, 1, frames, bands) with frames and bands >= {MIN_SIZE}, got shape {tuple(x.shape)}")
+        return x.squeeze(2).transpose(0, 1)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone outputs after global average pooling, ``(K, B, n_features)``."""
+        h = self.features(self._inputs(x)).mean(dim=(2, 3))
+        return h.view(h.shape[0], self.k, -1).transpose(0, 1)
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(emotions (K, B, 8), concepts (K, B, 7) or None)``."""
+        h = self.embedding(x)
+        if self.to_concepts is None:
+            return self.to_emotions(h), None
+        concepts = self.to_concepts(h)
+        return self.to_emotions(concepts), concepts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Emotions ``(K, B, 8)``."""
+        return self.forward_all(x)[0]
+
+    # ---------------------------------------------------------------- members
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Model ``k``'s ``state_dict`` in the single-model format (detached copies, on the CPU)."""
+        if not 0 <= k < self.k:
+            raise ParameterError(f"member index must be in [0, {self.k}), got {k}")
+        out = {}
+        for name, t in self.state_dict().items():
+            shape = self._shapes[name]
+            part = t if name.endswith("num_batches_tracked") else t.reshape(self.k, *shape)[k]
+            out[name] = part.detach().to("cpu", copy=True).contiguous()
+        return out
+
+    def load_members(self, states: Sequence[dict[str, torch.Tensor]]) -> "ModelStack":
+        """Copy K single-model state dicts in (exact copies)."""
+        if len(states) != self.k:
+            raise StackError(f"a stack of {self.k} models needs {self.k} state dicts, got {len(states)}")
+        tracked = {name for name in self._shapes if name.endswith("num_batches_tracked")}
+        with torch.no_grad():
+            own = self.state_dict()
+            for name, t in own.items():
+                if name in tracked:
+                    counts = {int(s[name]) for s in states}
+                    if len(counts) != 1:
+                        raise StackError(f"the models took different numbers of training steps "
+                                         f"({name}: {sorted(counts)}); they cannot share a stack")
+                    t.copy_(states[0][name])
+                else:
+                    t.copy_(torch.stack([s[name].to(t.device, t.dtype) for s in states])
+                            .reshape(t.shape))
+        return self
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, variant={self.variant!r}, width={self.width}"
+
+
+def check_stack_size(k) -> int:
+    """``k`` as an int >= 1, else :class:`StackError` naming ``stack_size``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise StackError(f"stack_size must be an integer >= 1, got {k!r}")
+    return k
+
+
+def _signature(model: MerNet) -> tuple:
+    return model.variant, model.width, tuple((n, tuple(t.shape)) for n, t in model.state_dict().items())
+
+
+def stack_models(models: Sequence[MerNet]) -> ModelStack:
+    """A :class:`ModelStack` holding exact copies of ``models`` (same variant and width), on their device."""
+    if isinstance(models, MerNet) or not isinstance(models, (list, tuple)):
+        raise StackError(f"models must be a list of MerNet, got {type(models).__name__}")
+    check_stack_size(len(models))
+    bad = [i for i, m in enumerate(models) if not isinstance(m, MerNet)]
+    if bad:
+        raise StackError(f"models[{bad[0]}] is a {type(models[bad[0]]).__name__}, not a MerNet")
+    first = _signature(models[0])
+    for i, m in enumerate(models[1:], 1):
+        if _signature(m) != first:
+            raise StackError(f"models[{i}] ({m.variant}, width {m.width}) does not share the shape of "
+                             f"models[0] ({models[0].variant}, width {models[0].width}); a stack holds "
+                             f"models of one variant and width")
+    p = next(models[0].parameters())
+    stack = ModelStack(models[0], len(models)).to(device=p.device, dtype=p.dtype)
+    stack.load_members([m.state_dict() for m in models])
+    return stack.train(models[0].training)
+
+
+def unstack(stack: ModelStack) -> list[MerNet]:
+    """K ordinary :class:`~mer_lib.models.MerNet` with the members' exact parameters and buffers.
+
+    They are built on the stack's device and dtype, in the stack's train/eval mode; building
+    does not touch the global random state.
+    """
+    p = next(stack.parameters())
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for k in range(stack.k):
+            model = build_model(stack.spec, stack.width).to(device=p.device, dtype=p.dtype)
+            model.load_state_dict(stack.member_state_dict(k))
+            out.append(model.train(stack.training))
+    return out
+
+
+def stack_state(stack: ModelStack) -> dict:
+    """A stacked checkpoint: the stack's ``state_dict`` with its size, variant and width."""
+    return {"stack_size": stack.k, "variant": stack.variant, "width": stack.width,
+            "state_dict": {k: v.detach().cpu() for k, v in stack.state_dict().items()}}
+
+
+def check_stack_state(stack: ModelStack, state: dict) -> None:
+    """Load a :func:`stack_state` checkpoint into ``stack``; :class:`StackError` if it is of another K or shape."""
+    if not isinstance(state, dict) or "stack_size" not in state:
+        raise StackError("not a stacked checkpoint (no stack_size)")
+    if state["stack_size"] != stack.k:
+        raise StackError(f"the checkpoint holds a stack of stack_size={state['stack_size']} models, "
+                         f"this stack has {stack.k}")
+    if (state.get("variant"), state.get("width")) != (stack.variant, stack.width):
+        raise StackError(f"the checkpoint holds {state.get('variant')} models of width {state.get('width')}, "
+                         f"this stack {stack.variant} of width {stack.width}")
+    stack.load_state_dict(state["state_dict"])
+
+
+# --------------------------------------------------------------------------------------
+# Attacks
+# --------------------------------------------------------------------------------------
+
+class _OwnerTracker:
+    """A stop rule wrapper that remembers which member owns each row of the engine's working batch.
+
+    The generic engine takes an example out of its working batch exactly when the stop rule
+    says it stopped, keeping the order of the others; so after each update the working rows
+    are ``index[~stop]``.
+    """
+
+    def __init__(self, inner, owners: torch.Tensor) -> None:
+        self.inner, self.owners = inner, owners
+        self.current = owners
+
+    def reset(self, n, device):
+        self.inner.reset(n, device)
+        self.current = self.owners
+
+    def update(self, evaluation, target, iteration, index):
+        kept, stop = self.inner.update(evaluation, target, iteration, index)
+        self.current = self.owners[index[~stop]]
+        return kept, stop
+
+    def use_kept(self):
+        return self.inner.use_kept()
+
+    def record(self):
+        return self.inner.record()
+
+
+class _RowsModel(nn.Module):
+    """The stack as one model of rows ``(N, 1, T, F) -> (N, 8)``: each row goes to its owner.
+
+    Rows are grouped per member (zero rows pad the members with fewer working rows; in eval
+    mode rows do not interact, so padding changes nothing).
+    """
+
+    def __init__(self, stack: ModelStack, tracker: _OwnerTracker) -> None:
+        super().__init__()
+        self.stack, self.tracker = stack, tracker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        owners = self.tracker.current
+        if owners.numel() != x.shape[0]:
+            raise StackError(f"internal: {x.shape[0]} rows but {owners.numel()} owners")
+        k = self.stack.k
+        counts = torch.bincount(owners, minlength=k)
+        starts = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(x.shape[0], device=x.device) - starts[owners]
+        width = int(counts.max())
+        padded = x.new_zeros((k, width, *x.shape[1:]))
+        padded = padded.index_put((owners, pos), x)
+        return self.stack(padded)[owners, pos]
+
+
+def stacked_attack(stack: ModelStack, x: torch.Tensor, y: torch.Tensor, config) -> list:
+    """:func:`mer_lib.attacks.attack` of every member of ``stack`` in one pass: K AttackResults.
+
+    ``x`` is ``(K, B, 1, T, F)`` (each member its own examples) or a shared ``(B, 1, T, F)``;
+    ``y`` is ``(K, B, 8)`` or a shared ``(B, 8)``. The engine, its pieces
+    (:func:`~mer_lib.attacks.engine.engine_pieces`) and the random start are those of
+    :func:`~mer_lib.attacks.attack`, so result k equals ``attack(member k, x[k], y[k], config)``
+    (per-example early stopping included) up to float rounding. The caller sets the stack's
+    mode (eval, or :func:`~mer_lib.models.frozen_normalisation` while training).
+    """
+    from .attacks import AttackConfig, AttackResult
+    from .attacks.engine import engine_pieces, random_start
+    from .attacks.generic import OutputLoss, example_mse, run_engine
+    from .attacks.precision import full_float32
+
+    if not isinstance(config, AttackConfig):
+        raise ParameterError(f"config must be an AttackConfig, got {type(config).__name__}")
+    k = stack.k
+    if x.dim() == 4:
+        x = x.unsqueeze(0).expand(k, *x.shape)
+    if y.dim() == 2:
+        y = y.unsqueeze(0).expand(k, *y.shape)
+    if x.dim() != 5 or x.shape[0] != k or y.shape[:2] != x.shape[:2]:
+        raise ParameterError(f"x must be ({k}, B, 1, T, F) and y ({k}, B, 8) for a stack of {k}, "
+                             f"got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    b = x.shape[1]
+    rows = x.detach().reshape(k * b, *x.shape[2:])
+    ys = y.detach().to(device=rows.device, dtype=rows.dtype).reshape(k * b, -1)
+    owners = torch.arange(k, device=rows.device).repeat_interleave(b)
+    pieces = engine_pieces(config)
+    tracker = _OwnerTracker(pieces["stop"], owners)
+    pieces["stop"] = tracker
+    model = _RowsModel(stack, tracker)
+    if config.random_start:     # attack() draws the same starts for every model's B examples
+        start = random_start((b, *x.shape[2:]), config).to(device=rows.device, dtype=rows.dtype).repeat(k, 1, 1, 1)
+    else:
+        start = torch.zeros_like(rows)
+    res = run_engine(model, rows, ys, objective=OutputLoss(example_mse), start=start,
+                     desc=f"stacked attack ({config.mode})", **pieces)
+    if config.random_start:
+        with torch.no_grad(), full_float32():
+            clean = stack(rows.view(k, b, *rows.shape[1:])).reshape(k * b, -1).detach()
+    else:
+        clean = res.first_output
+    out = []
+    for m in range(k):
+        sl = slice(m * b, (m + 1) * b)
+        delta = res.delta[sl].detach()
+        out.append(AttackResult(
+            x=rows[sl], y=ys[sl], x_adv=(rows[sl] + delta).detach(), delta=delta,
+            final_delta=res.final_delta[sl].detach(), iterations=res.iterations[sl],
+            delta_iteration=res.delta_iteration[sl], clean_pred=clean[sl], adv_pred=res.kept_output[sl],
+            final_pred=res.final_output[sl], **{name: v[sl] for name, v in res.record.items()}))
+    return out
+
+
+__all__ = ["ModelStack", "StackError", "StackedDropout2d", "StackedLinear", "stack_models", "unstack",
+           "stack_state", "check_stack_state", "check_stack_size", "stacked_attack"]
