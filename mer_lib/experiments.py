@@ -54,6 +54,7 @@ MODES = ("reference", "projected")
 SPLITS = ("train", "valid", "test")
 ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
 EXPO_VARIANTS = ("expof_a2e", "expos_a2e")
+RAR_VARIANTS = ("ignorm_a2e", "igsumnorm_a2e")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("attr_tolerance", 0.05, "a number >= 0", "attribution attack: largest allowed change of any emotion output"),
     Param("topk_fraction", 0.05, "a number in (0, 1]", "attribution metrics: top-k as a fraction of the bins"),
     Param("attr_examples", None, "an integer >= 1 or None", "attribution metrics: first clips of the split (None: the profile's)"),
+    Param("rar_variants", list(RAR_VARIANTS), "a list of RAR variant names", "RAR systems (ignorm_*, igsumnorm_*; Attributions chapter)"),
+    Param("rar_lambda", 1.0, "a number >= 0", "IG-NORM: weight lambda of the IG L1 norm"),
+    Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm"),
+    Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units"),
+    Param("rar_steps", None, "an integer >= 1 or None", "RAR training: Riemann steps m of the IG (None: the profile's)"),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -241,6 +247,12 @@ class Experiment:
     attr_tolerance: float = 0.05
     topk_fraction: float = 0.05
     attr_examples: int | None = None
+    # RAR training (IG-NORM, IG-SUM-NORM)
+    rar_variants: tuple[str, ...] = RAR_VARIANTS
+    rar_lambda: float = 1.0
+    rar_beta: float = 1.0
+    rar_epsilon: float = 0.03
+    rar_steps: int = 50
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -353,11 +365,24 @@ class Experiment:
             topk_fraction=check_fraction("topk_fraction", v["topk_fraction"]),
             attr_examples=_optional("attr_examples", prof.attr_examples if v["attr_examples"] is None
                                     else v["attr_examples"], _at_least(1)))
+        rar_variants = tuple(check_variants(v["rar_variants"]))
+        for name in rar_variants:
+            from .models import get_variant
+
+            if get_variant(name).objective not in ("ig_norm", "ig_sum_norm"):
+                raise ParameterError(f"rar_variants must name RAR variants (ignorm_*, igsumnorm_*), got {name!r}")
+        rar = dict(
+            rar_variants=rar_variants,
+            rar_lambda=float(check_positive("rar_lambda", v["rar_lambda"], allow_zero=True)),
+            rar_beta=float(check_positive("rar_beta", v["rar_beta"], allow_zero=True)),
+            rar_epsilon=_positive_number("rar_epsilon", v["rar_epsilon"]),
+            rar_steps=check_int("rar_steps", prof.rar_riemann_steps if v["rar_steps"] is None else v["rar_steps"],
+                                minimum=1))
         exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,
                   clip_seconds=clip_seconds, corpus_seed=corpus_seed, spurious_cue=cue,
                   excerpt_seconds=excerpt_seconds, excerpt_seed=excerpt_seed, variants=variants,
                   seeds=seeds, modes=modes, reference_logs=None if logs is None else str(logs),
-                  **training, **attack, **extensions, **attributions)
+                  **training, **attack, **extensions, **attributions, **rar)
         for variant in variants:      # the training and attack configurations validate too
             exp.train_config(variant, seeds[0])
         exp.attack_grid()

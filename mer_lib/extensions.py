@@ -1,8 +1,10 @@
-"""Extension models within an experiment: ExpO (and later RAR) variants beside the paper's grid.
+"""Extension models within an experiment: ExpO and RAR variants beside the paper's grid.
 
-An extension variant (e.g. ``expof_a2e``) trains with the experiment's sizes, like the
-paper's systems, with its objective's options taken from the experiment (ExpO: the profile's
-regularisation batch, the experiment's patch grid and ``expo_c``) plus any given here. When the profile has
+An extension variant (e.g. ``expof_a2e``, ``ignorm_a2e``) trains with the experiment's sizes,
+like the paper's systems, with its objective's options taken from the experiment (ExpO: the
+profile's regularisation batch, the experiment's patch grid and ``expo_c``; RAR: ``rar_lambda``
+or ``rar_beta``, ``rar_epsilon``, ``rar_steps`` and the profile's attack steps and
+regularisation batch) plus any given here. When the profile has
 ``finetune_epochs`` (quick, smoke) it is **fine-tuned** for that many epochs (at the
 profile's ``finetune_lr``) from the
 experiment's stored base model of the same head and seed (``a2e`` for a direct head,
@@ -14,6 +16,8 @@ Example:
     >>> exp = Experiment.from_parameters(profile="smoke")
     >>> base_variant("expof_a2b2e"), expo_options(exp, c=0.5)
     ('a2b2e', {'reg_batch': 1, 'bands': 2, 'segments': 2, 'c': 0.5})
+    >>> rar_options(exp, "igsumnorm_a2e")
+    {'weight': 1.0, 'epsilon': 0.03, 'riemann_steps': 2, 'attack_steps': 1, 'reg_batch': 1}
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from .models import get_variant
 BASE_OF_HEAD = {"direct": "a2e", "bottleneck": "a2b2e"}
 #: Objectives whose options take the profile's ExpO sizes.
 EXPO_OBJECTIVES = ("expo_fidelity", "expo_stability")
+#: Objectives whose options take the experiment's RAR settings.
+RAR_OBJECTIVES = ("ig_norm", "ig_sum_norm")
 
 
 def base_variant(variant: str) -> str:
@@ -37,6 +43,22 @@ def expo_options(exp, **options: Any) -> dict:
     """ExpO objective options of an experiment (regularisation batch, patch grid, c), plus ``options``."""
     return {"reg_batch": exp.profile_spec.expo_reg_batch, "bands": exp.patch_bands,
             "segments": exp.patch_segments, "c": exp.expo_c, **options}
+
+
+def rar_options(exp, variant: str, **options: Any) -> dict:
+    """RAR objective options of an experiment for ``variant``, plus ``options``.
+
+    The weight is ``exp.rar_lambda`` for IG-NORM and ``exp.rar_beta`` for IG-SUM-NORM; the
+    radius ``exp.rar_epsilon``, the Riemann steps ``exp.rar_steps``, the inner PGD steps and
+    the regularisation batch the profile's (``rar_attack_steps``, ``rar_reg_batch``).
+    """
+    objective = get_variant(variant).objective
+    if objective not in RAR_OBJECTIVES:
+        raise ParameterError(f"{variant} is not a RAR variant (ignorm_*, igsumnorm_*)")
+    profile = exp.profile_spec
+    weight = exp.rar_lambda if objective == "ig_norm" else exp.rar_beta
+    return {"weight": weight, "epsilon": exp.rar_epsilon, "riemann_steps": exp.rar_steps,
+            "attack_steps": profile.rar_attack_steps, "reg_batch": profile.rar_reg_batch, **options}
 
 
 def extension_config(exp, variant: str, seed: int, data, **options: Any):
@@ -51,7 +73,12 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
         raise ParameterError(f"{variant} is one of the paper's systems, not an extension variant")
     profile = exp.profile_spec
     fields = exp.train_config(base_variant(variant), seed).to_dict()
-    opts = expo_options(exp, **options) if spec.objective in EXPO_OBJECTIVES else dict(options)
+    if spec.objective in EXPO_OBJECTIVES:
+        opts = expo_options(exp, **options)
+    elif spec.objective in RAR_OBJECTIVES:
+        opts = rar_options(exp, spec.name, **options)
+    else:
+        opts = dict(options)
     fields.update(variant=spec.name, objective_options=opts, adv_attack=None)
     if profile.finetune_epochs is not None:
         base = exp.train_config(base_variant(variant), seed)
@@ -86,7 +113,8 @@ def extension_model(runner, variant: str, seed: int, **options: Any):
 
 def extension_models(runner, variants=None, seeds=None, **options: Any) -> dict:
     """``{(variant, seed): TrainedModel}`` of extension variants (default: the experiment's
-    ``expo_variants`` x ``seeds``), each as :func:`extension_model` with ``options``."""
+    ``expo_variants`` x ``seeds``; pass ``exp.rar_variants`` for the RAR systems), each as
+    :func:`extension_model` with ``options``."""
     exp = runner.exp
     variants = exp.expo_variants if variants is None else variants
     seeds = exp.seeds if seeds is None else seeds

@@ -61,6 +61,9 @@ class Profile:
     ig_steps: int = 50                   # attribution metrics: IG quadrature points (>= 2)
     attr_steps: int = 20                 # attribution metrics: steps of the top-k attribution attack
     attr_examples: int | None = None     # clips of the split whose attributions are attacked (None: all)
+    rar_riemann_steps: int = 50          # RAR training: Riemann steps m of the IG (Chen et al.: 50)
+    rar_attack_steps: int = 10           # RAR training: PGD steps k of the inner maximisation
+    rar_reg_batch: int | None = None     # RAR training: clips per batch regularised (None: all)
 
     @property
     def excerpt_frames(self) -> int:
@@ -79,6 +82,7 @@ PROFILES: dict[str, Profile] = {
         attack_iterations=5, adv_attack_iterations=2, adv_every=1, epsilons=(0.001, 0.01),
         finetune_epochs=1, expo_reg_batch=1, patch_bands=2, patch_segments=2, explain_examples=3,
         ig_steps=2, attr_steps=1, attr_examples=2,
+        rar_riemann_steps=2, rar_attack_steps=1, rar_reg_batch=1,
     ),
     # quick: every chapter on a 2-core CPU in minutes, and still the paper's effects. Measured on
     # the synthetic corpus, the A2M2E bottleneck only learns its concepts (test concept r >= 0.5)
@@ -102,6 +106,11 @@ PROFILES: dict[str, Profile] = {
         # + the surrogate's double backprop) per clip; 4 clips, 8 IG steps and 3 attack steps
         # take ~6 s per model on one core (measured), for the ~33 models of the Attributions chapter.
         ig_steps=8, attr_steps=3, attr_examples=4,
+        # RAR: a step costs ~ k * (m / approx_factor) + m double-backprop passes per regularised
+        # clip; m = 8, k = 3 on one clip of each batch is ~4.5x a plain step (measured on one
+        # core: 120 vs 27 ms; two clips: 7x), so 5 fine-tuning epochs x 3 seeds of one RAR
+        # variant take ~2-3 min on 2 cores.
+        rar_riemann_steps=8, rar_attack_steps=3, rar_reg_batch=1,
     ),
     "paper": Profile(
         name="paper", n_clips=360, clip_seconds=15.0, n_extra_midlevel=0, excerpt_seconds=10.0,
@@ -110,6 +119,7 @@ PROFILES: dict[str, Profile] = {
         epsilons=(0.0003, 0.001, 0.003, 0.01, 0.03),
         finetune_epochs=None, expo_reg_batch=16, patch_bands=4, patch_segments=8, explain_examples=None,
         ig_steps=50, attr_steps=20, attr_examples=None,
+        rar_riemann_steps=50, rar_attack_steps=10, rar_reg_batch=None,
     ),
 }
 
@@ -146,7 +156,7 @@ def _validate(p: Profile) -> None:
     at_least = {"n_clips": 10, "epochs": 1, "patience": 1, "batch_size": 1,
                 "attack_iterations": 1, "adv_attack_iterations": 1, "adv_every": 1,
                 "n_extra_midlevel": 0, "expo_reg_batch": 1, "patch_bands": 1, "patch_segments": 1,
-                "ig_steps": 2, "attr_steps": 1}
+                "ig_steps": 2, "attr_steps": 1, "rar_riemann_steps": 1, "rar_attack_steps": 1}
     for key, minimum in at_least.items():
         value = getattr(p, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -156,7 +166,7 @@ def _validate(p: Profile) -> None:
     if p.finetune_lr is not None and (isinstance(p.finetune_lr, bool) or not isinstance(p.finetune_lr, (int, float))
                                       or not 0 < p.finetune_lr < math.inf):
         raise ParameterError(f"profile field finetune_lr must be None or a finite number > 0, got {p.finetune_lr!r}")
-    for key in ("finetune_epochs", "explain_examples", "attr_examples"):
+    for key in ("finetune_epochs", "explain_examples", "attr_examples", "rar_reg_batch"):
         value = getattr(p, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ParameterError(f"profile field {key} must be None or an integer >= 1, got {value!r}")
