@@ -64,6 +64,10 @@ class Profile:
     rar_riemann_steps: int = 50          # RAR training: Riemann steps m of the IG (Chen et al.: 50)
     rar_attack_steps: int = 10           # RAR training: PGD steps k of the inner maximisation
     rar_reg_batch: int | None = None     # RAR training: clips per batch regularised (None: all)
+    # execution: the seeds of one plain or adversarial variant train together as one model stack
+    # (mer_lib.stack_training) when the device is CUDA; 1 = one model at a time. A stacked model is
+    # stored as the single run of its seed (same key): equal up to float rounding, as on another device.
+    stack_size: int = 1
 
     @property
     def excerpt_frames(self) -> int:
@@ -120,6 +124,7 @@ PROFILES: dict[str, Profile] = {
         finetune_epochs=None, expo_reg_batch=16, patch_bands=4, patch_segments=8, explain_examples=None,
         ig_steps=50, attr_steps=20, attr_examples=None,
         rar_riemann_steps=50, rar_attack_steps=10, rar_reg_batch=None,
+        stack_size=10,
     ),
 }
 
@@ -156,7 +161,8 @@ def _validate(p: Profile) -> None:
     at_least = {"n_clips": 10, "epochs": 1, "patience": 1, "batch_size": 1,
                 "attack_iterations": 1, "adv_attack_iterations": 1, "adv_every": 1,
                 "n_extra_midlevel": 0, "expo_reg_batch": 1, "patch_bands": 1, "patch_segments": 1,
-                "ig_steps": 2, "attr_steps": 1, "rar_riemann_steps": 1, "rar_attack_steps": 1}
+                "ig_steps": 2, "attr_steps": 1, "rar_riemann_steps": 1, "rar_attack_steps": 1,
+                "stack_size": 1}
     for key, minimum in at_least.items():
         value = getattr(p, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
