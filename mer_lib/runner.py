@@ -9,6 +9,12 @@ folder with ``meta.json``. :meth:`Runner.plan` lists every job with its status;
 - ``"inprocess"`` (default): one after the other in this process, training first;
 - ``"ray"``: one Ray task per job (:mod:`mer_lib.ray_engine`), attacks depending on their model.
 
+Model stacks: in-process, the missing models of one plain or adversarial variant are trained
+``stack_size`` at a time as one :class:`~mer_lib.stack.ModelStack`
+(:func:`mer_lib.stack_training.get_trained_stack`; stored exactly like single runs) when the
+device is CUDA and the profile's ``stack_size`` is above 1, or on any device when the runner
+is given ``stack_size`` explicitly; :meth:`Runner.plan` names each model's stack.
+
 Either way the work itself goes through the one cached, locked code path
 (:func:`mer_lib.training.get_trained`, :func:`mer_lib.attacks.results.get_attack`), so the
 chapters, ``python -m mer_lib run`` and any number of concurrent workers on one ``MER_HOME``
@@ -33,7 +39,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .errors import MerError, ParameterError
+from .errors import MerError, ParameterError, TrainingError
 from .experiments import Experiment
 from .paths import mer_home
 from .store import open_store
@@ -131,9 +137,15 @@ class Runner:
     """
 
     def __init__(self, experiment: Experiment, run_dir: str | Path | None = None, *, data=None,
-                 log: Callable[[str], None] | None = None, progress: bool = True) -> None:
+                 log: Callable[[str], None] | None = None, progress: bool = True,
+                 stack_size: int | None = None) -> None:
         if not isinstance(experiment, Experiment):
             raise ParameterError(f"experiment must be an Experiment, got {type(experiment).__name__}")
+        if stack_size is not None:
+            from .stack import check_stack_size
+
+            check_stack_size(stack_size)
+        self._stack_size = stack_size
         self.exp = experiment
         self.run_dir = open_store(Path(run_dir) if run_dir is not None else mer_home())
         self._data = data
@@ -200,17 +212,45 @@ class Runner:
         """The jobs whose results are not stored yet."""
         return [job for job in self.jobs(kinds) if not self.is_done(job)]
 
+    @property
+    def stack_size(self) -> int:
+        """Models trained together: the explicit ``stack_size``, else the profile's on CUDA, else 1."""
+        if self._stack_size is not None:
+            return self._stack_size
+        return self.exp.profile_spec.stack_size if self.device.type == "cuda" else 1
+
+    def stacks(self, jobs: list) -> list[list[TrainJob]]:
+        """The train jobs among ``jobs`` that train together: groups of one variant, ``stack_size`` at most.
+
+        Only variants with a stacked step (:func:`mer_lib.stack_training.can_stack`) are
+        grouped; with ``stack_size`` 1 there are no stacks.
+        """
+        from .stack_training import can_stack
+
+        size = self.stack_size
+        by_variant: dict[str, list[TrainJob]] = {}
+        for job in jobs:
+            if job.kind == "train" and size > 1 and can_stack(self.exp.train_config(job.variant, job.seed)):
+                by_variant.setdefault(job.variant, []).append(job)
+        return [group[i:i + size] for group in by_variant.values() for i in range(0, len(group), size)
+                if len(group[i:i + size]) > 1]
+
     def plan(self, kinds=("train", "attack")) -> pd.DataFrame:
-        """Every job with its status (``stored`` / ``to do``) and what it needs."""
+        """Every job with its status (``stored`` / ``to do``), what it needs and its model stack."""
+        jobs = self.jobs(kinds)
+        groups = self.stacks([j for j in jobs if not self.is_done(j)])
+        stack_of = {job: f"{n} of {len(groups)} ({len(group)} models)"
+                    for n, group in enumerate(groups, 1) for job in group}
         rows = []
-        for job in self.jobs(kinds):
+        for job in jobs:
             done = self.is_done(job)
             needs = ""
             if job.kind == "attack" and not self.is_done(job.model):
                 needs = f"model {job.model.key} (to train)"
             rows.append({"kind": job.kind, "job": job.name, "key": job.key,
-                         "status": "stored" if done else "to do", "needs": needs})
-        return pd.DataFrame(rows, columns=["kind", "job", "key", "status", "needs"])
+                         "status": "stored" if done else "to do", "needs": needs,
+                         "stack": stack_of.get(job, "")})
+        return pd.DataFrame(rows, columns=["kind", "job", "key", "status", "needs", "stack"])
 
     def plan_text(self, kinds=("train", "attack"), *, show_stored: bool = False) -> str:
         """:meth:`plan` as a text table (missing jobs only unless ``show_stored``) and a count line."""
@@ -218,6 +258,8 @@ class Runner:
         todo = table[table.status == "to do"]
         lines = [self.exp.describe(), f"store: {self.run_dir}  (data {self.data.identity})"]
         shown = table if show_stored else todo
+        if not shown["stack"].any():
+            shown = shown.drop(columns="stack")
         if len(shown):
             lines.append(shown.to_string(index=False))
         counts = []
@@ -293,11 +335,48 @@ class Runner:
             report.raise_on_failure()
         return report
 
+    def _train_stacks(self, jobs: list, report: RunReport, failed_models: dict[str, str]) -> None:
+        """Train the stacks among ``jobs`` (see :meth:`stacks`); their models then load from ``_models``."""
+        from .stack_training import StackTrainingError, get_trained_stack
+
+        groups = self.stacks(jobs)
+        for n, group in enumerate(groups, 1):
+            variant, seeds = group[0].variant, [job.seed for job in group]
+            head = f"[stack {n}/{len(groups)}] train {variant} seeds {', '.join(map(str, seeds))}"
+            self.log(f"{head}: training {len(group)} models as one stack ...")
+            loggers = {job.seed: self._epoch_logger(job, self.exp.epochs) for job in group}
+            t0 = time.perf_counter()
+            try:
+                models = get_trained_stack(variant, seeds, self.data, self.exp.profile, self.run_dir,
+                                           device=self.device, progress=False,
+                                           on_epoch_end=lambda c, e, r: loggers[c.seed](e, r),
+                                           **self.exp.train_overrides())
+            except StackTrainingError as exc:
+                models = exc.trained
+                for job, tm in zip(group, models):
+                    if tm is None:
+                        why = _one_line(TrainingError(exc.failed[job.seed]))
+                        report.failed[f"train {job.name}"] = failed_models[job.name] = why
+            except (MerError, RuntimeError, ValueError, OSError) as exc:
+                models = [None] * len(group)
+                for job in group:
+                    report.failed[f"train {job.name}"] = failed_models[job.name] = _one_line(exc)
+            for job, tm in zip(group, models):
+                if tm is not None:
+                    self._models[(job.variant, job.seed)] = tm
+            failed = [failed_models[j.name] for j in group if j.name in failed_models]
+            outcome = f"FAILED: {'; '.join(dict.fromkeys(failed))}" if failed else "done"
+            self.log(f"{head}: {outcome} in {time.perf_counter() - t0:.1f} s")
+
     def _run_inprocess(self, jobs: list) -> RunReport:
         report = RunReport("inprocess")
         failed_models: dict[str, str] = {}
+        self._train_stacks(jobs, report, failed_models)
         for i, job in enumerate(jobs, 1):
             head = f"[job {i}/{len(jobs)}] {job.kind} {job.name}"
+            if job.kind == "train" and job.name in failed_models:
+                self.log(f"{head}: FAILED in its stack")
+                continue
             if job.kind == "attack" and job.model.name in failed_models:
                 report.skipped[job.name] = f"its model failed ({failed_models[job.model.name]})"
                 self.log(f"{head}: skipped, its model failed")

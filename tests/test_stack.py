@@ -259,3 +259,27 @@ def test_stacked_attack_equals_single_attacks(config, data, float64):
             assert _rel(getattr(single, name), getattr(res, name)) <= RTOL, name
         if config.mode == "projected" and not config.random_start:
             assert res.iterations.tolist() == [0] * (2 * k) + [10] * (len(x) - 2 * k)
+
+
+# ------------------------------------------------------------------ the runner
+
+def test_runner_trains_stacks_when_asked_and_plans_them(data, tmp_path):
+    from mer_lib.experiments import Experiment
+    from mer_lib.runner import Runner
+
+    exp = Experiment.from_parameters(profile="smoke", device="cpu", variants=["a2e", "a2m2e"], seeds=[6, 21, 42],
+                                     epochs=1, modes=["projected"], epsilons=[0.01])
+    quiet = dict(log=lambda m: None, progress=False)
+    assert Runner(exp, tmp_path, data=data, **quiet).stack_size == 1          # CPU: the profile's stacks are off
+    with pytest.raises(StackError, match="stack_size"):
+        Runner(exp, tmp_path, data=data, stack_size=0, **quiet)
+    runner = Runner(exp, tmp_path, data=data, stack_size=2, **quiet)
+    plan = runner.plan(("train",))
+    assert plan["stack"].tolist() == ["1 of 2 (2 models)", "1 of 2 (2 models)", "",
+                                   "2 of 2 (2 models)", "2 of 2 (2 models)", ""]
+    report = runner.run(kinds=("train",))
+    assert len(report.trained) == 6 and not report.failed
+    for (variant, seed), tm in runner.models().items():     # stored like single runs
+        single = train(runner.exp.train_config(variant, seed), data, tmp_path / "single", progress=False)
+        assert single.key == tm.key
+        assert _rel(single.model.to_emotions.weight, tm.model.to_emotions.weight) < 1e-4   # float32
