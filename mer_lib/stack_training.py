@@ -22,6 +22,7 @@ one network pass per batch:
   pass), keeps its own best state and patience; a member that is done is saved at once
   (``model.pt``) and leaves the stack: the stack and its Adam state are rebuilt from the
   remaining members (so finished models neither compute nor update).
+- **History.** A member's ``seconds`` is the stack's epoch time divided by the members.
 - **Failures.** A member whose loss becomes NaN/inf is reported by its seed with the
   message ``train`` would give and stops; the others go on. At the end
   :class:`StackTrainingError` lists the failed seeds (``.trained`` holds the others).
@@ -419,8 +420,9 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
     """:func:`~mer_lib.training.get_trained` for several seeds: stored ones loaded, the rest trained as one stack.
 
     Holds every missing model's ``train.lock`` while training (other processes asking for
-    one of them wait and then load it); configurations that cannot be stacked are trained
-    one by one with :func:`~mer_lib.training.train`.
+    one of them wait and then load it). Configurations that cannot be stacked, and models
+    whose resume state (``state.pt``) is at another epoch than the others' (a stack steps its
+    members together), are trained one by one with :func:`~mer_lib.training.train`.
     """
     from .locks import work_lock
 
@@ -428,6 +430,7 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
     dirs = [T.model_dir(run_dir, c, data) for c in configs]
     todo = [i for i, d in enumerate(dirs) if not (d / "model.pt").is_file()]
     out: list = [None] * len(configs)
+    failed: dict[int, str] = {}
     if todo:
         with ExitStack() as locks:
             for i in todo:
@@ -435,17 +438,38 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
                                               what=f"model {variant} seed {configs[i].seed} ({dirs[i].name})"))
             todo = [i for i in todo if not (dirs[i] / "model.pt").is_file()]
             if todo and can_stack(configs[0]):
-                for i, tm in zip(todo, train_stack([configs[i] for i in todo], data, run_dir, device=device,
-                                                   progress=progress, on_epoch_end=on_epoch_end)):
-                    out[i] = tm
-            else:
+                by_epoch: dict[int, list[int]] = {}
+                for i in todo:
+                    by_epoch.setdefault(_resume_epoch(dirs[i]), []).append(i)
+                stacked = max(by_epoch.values(), key=len)
+                if len(stacked) > 1:
+                    try:
+                        models = train_stack([configs[i] for i in stacked], data, run_dir, device=device,
+                                             progress=progress, on_epoch_end=on_epoch_end)
+                    except StackTrainingError as exc:     # train the others, then report
+                        models, failed = exc.trained, exc.failed
+                    for i, tm in zip(stacked, models):
+                        out[i] = tm
+                    todo = [i for i in todo if i not in stacked]
+            if todo:
                 for i in todo:
                     hook = None if on_epoch_end is None else (lambda e, r, c=configs[i]: on_epoch_end(c, e, r))
                     out[i] = T.train(configs[i], data, run_dir, device=device, progress=progress, on_epoch_end=hook)
     for i, d in enumerate(dirs):
-        if out[i] is None:
+        if out[i] is None and configs[i].seed not in failed:
             out[i] = T.load_trained(d, device=device, expected=T.run_identity(configs[i], data))
+    if failed:
+        raise StackTrainingError(f"{len(failed)} of {len(configs)} {variant} models failed ("
+                                 + "; ".join(f"seed {s}: {m}" for s, m in failed.items()) + ")", out, failed)
     return out
+
+
+def _resume_epoch(folder: Path) -> int:
+    """The epoch a model folder's ``state.pt`` resumes from (0 when there is none or it is unreadable)."""
+    try:
+        return int(torch.load(folder / "state.pt", map_location="cpu", weights_only=True)["epoch"])
+    except Exception:   # absent or damaged: train() / train_stack() start it afresh
+        return 0
 
 
 __all__ = ["train_stack", "get_trained_stack", "check_stackable", "can_stack", "StackTrainingError",

@@ -283,3 +283,18 @@ def test_runner_trains_stacks_when_asked_and_plans_them(data, tmp_path):
         single = train(runner.exp.train_config(variant, seed), data, tmp_path / "single", progress=False)
         assert single.key == tm.key
         assert _rel(single.model.to_emotions.weight, tm.model.to_emotions.weight) < 1e-4   # float32
+
+
+def test_get_trained_stack_trains_a_model_resumed_at_another_epoch_on_its_own(data, tmp_path, float64):
+    configs = _configs("a2e", epochs=2)
+
+    def stop(epoch, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):                   # seed 21 killed after its epoch 1
+        train(configs[1], data, tmp_path, progress=False, on_epoch_end=stop)
+    with pytest.raises(StackError, match="different epochs"):
+        train_stack(configs, data, tmp_path, progress=False)
+    models = get_trained_stack("a2e", SEEDS, data, "smoke", tmp_path, progress=False, **{**TINY, "epochs": 2})
+    for c, m in zip(configs, models):
+        _assert_same_run(train(c, data, tmp_path / "single", progress=False), m)
