@@ -172,8 +172,10 @@ def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5) -> pd.
     For every variant, a copy of its model (the stored one is untouched) takes one warm-up
     step and then ``repeats`` timed steps of its own objective (:mod:`mer_lib.objectives`) on
     the same training batch (the first ``batch_size`` training clips); the step time is the
-    fastest repeat. Adversarial systems are timed in a plain and in an adversarial epoch, and
-    their average step weights them as their epochs do (one adversarial epoch in ``adv_every``).
+    fastest repeat. The repeats run in rounds, one step of every system per round, so that
+    a burst of load from other processes slows one round of all systems rather than all
+    repeats of one. Adversarial systems are timed in a plain and in an adversarial epoch,
+    and their average step weights them as their epochs do (one adversarial epoch in ``adv_every``).
 
     Returns one row per variant (index): ``system``, ``step_seconds`` (plain epoch),
     ``adversarial_step_seconds`` (NaN if not adversarial), ``mean_step_seconds`` and
@@ -189,31 +191,34 @@ def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5) -> pd.
     first = {}
     for m in _as_list(models):
         first.setdefault(m.config.variant, m)
-    rows = []
+    timers = {}                                   # (variant, epoch kind) -> one warmed-up step
+
     for variant, m in first.items():
         cfg, spec = m.config, get_variant(variant)
         device = next(m.model.parameters()).device
         idx = torch.as_tensor(data.split["train"][: cfg.batch_size], dtype=torch.long)
-        x, y = data.x[idx].to(device), data.emotions[idx].to(device)
-        mid = None if data.midlevel is None else data.midlevel[idx].to(device)
-
-        def fastest(epoch: int) -> float:
+        batch = (data.x[idx].to(device), data.emotions[idx].to(device),
+                 None if data.midlevel is None else data.midlevel[idx].to(device))
+        for kind, epoch in (("plain", 1), ("adversarial", cfg.adv_every))[: 2 if spec.adversarial else 1]:
             model = copy.deepcopy(m.model).train()
             ctx = StepContext(model, spec, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg, epoch, 1, {})
             objective = make_objective(spec, cfg.objective_options)
-            objective.step(ctx, x, y, mid)                       # warm-up (and ExpO's weight)
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                objective.step(ctx, x, y, mid)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
-            return min(times)
-
-        plain = fastest(1)
-        adv = fastest(cfg.adv_every) if spec.adversarial else float("nan")
-        mean = plain if not spec.adversarial else ((cfg.adv_every - 1) * plain + adv) / cfg.adv_every
+            objective.step(ctx, *batch)                          # warm-up (and ExpO's weight)
+            timers[(variant, kind)] = (objective, ctx, batch, device)
+    best = {key: float("inf") for key in timers}
+    for _ in range(repeats):
+        for key, (objective, ctx, batch, device) in timers.items():
+            t0 = time.perf_counter()
+            objective.step(ctx, *batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best[key] = min(best[key], time.perf_counter() - t0)
+    rows = []
+    for variant, m in first.items():
+        spec, every = get_variant(variant), m.config.adv_every
+        plain = best[(variant, "plain")]
+        adv = best[(variant, "adversarial")] if spec.adversarial else float("nan")
+        mean = plain if not spec.adversarial else ((every - 1) * plain + adv) / every
         rows.append({"variant": variant, "system": system_label(variant), "step_seconds": plain,
                      "adversarial_step_seconds": adv, "mean_step_seconds": mean})
     out = pd.DataFrame(rows).set_index("variant")
