@@ -1,7 +1,26 @@
-"""Cost of RAR training: one IG-NORM step vs a plain step (same run), and peak memory as m grows.
+"""Cost of RAR training: IG-NORM epochs vs plain and adversarial-training epochs; peak memory vs m.
 
-Model and batch: the quick profile's A2E (width 0.125) on a batch of 8 excerpts of the quick
-size, (8, 1, 126, 149), random standardised inputs, Adam. Three training steps are timed in
+**Epochs through the training objectives** (``epoch`` in the results): each system's own
+training step (:mod:`mer_lib.objectives`, as the trainer calls it) on the same quick-size
+batch, timed alternating ``--repeats`` times (fastest repeat), times the batches of a quick
+epoch (576 training clips / 8 = 72; the validation pass, the same for all, is left out):
+
+- ``plain``: ``"mse"`` (A2E);
+- ``adversarial``: ``"adversarial"`` (aA2E) in an adversarial epoch (clean step, the quick
+  profile's reference-mode attack of 5 forward passes, the step on the attacked batch), and
+  ``adversarial_mean``: averaged with its clean epochs as they alternate (one in ``adv_every``);
+- ``ig_norm`` / ``ig_sum_norm``: the RAR objectives with the quick experiment's options
+  (:func:`mer_lib.extensions.rar_options`: m = 8, k = 3, one regularised clip per batch), and
+  ``ig_norm_full_batch``: IG-NORM regularising the whole batch (``reg_batch=None``, as the
+  paper profile does, at the quick m and k).
+
+Ratios are reported against the plain epoch and against the adversarial epoch.
+
+Model and batch (here and below): the quick profile's A2E (width 0.125) on a batch of 8
+excerpts of the quick size, (8, 1, 126, 149), random standardised inputs, Adam.
+
+**Steps of the RAR functions** (``timing``; ``--skip-steps`` leaves them out): three training
+steps are timed in
 the same run, alternating ``--repeats`` times after a warm-up, each over ``--steps`` steps
 (the fastest repeat is reported, as ``timeit`` does; the median too):
 
@@ -45,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -57,7 +77,11 @@ from pathlib import Path
 import torch
 
 from mer_lib.attributions.rar import RarConfig, emotion_mse, rar_attack, rar_backward, uniform_linf_start
-from mer_lib.models import build_model, frozen_normalisation
+from mer_lib.data import split_indices
+from mer_lib.experiments import Experiment
+from mer_lib.extensions import rar_options
+from mer_lib.models import build_model, frozen_normalisation, get_variant
+from mer_lib.objectives import StepContext, make_objective
 from mer_lib.profiles import get_profile
 from mer_lib.runtime import resolve_device
 
@@ -168,6 +192,45 @@ def timings(args, width: float, frames: int, device: torch.device) -> dict:
     }
 
 
+def epoch_costs(args, width: float, frames: int, device: torch.device) -> dict:
+    """Seconds per quick epoch of each system's training objective (see the module docstring)."""
+    from mer_lib.training import TrainConfig
+
+    quick = Experiment.from_parameters(profile="quick")
+    batches = math.ceil(len(split_indices(quick.profile_spec.n_clips)["train"]) / BATCH)
+    systems = {
+        "plain": ("a2e", None, 1),
+        "adversarial": ("aa2e", None, quick.profile_spec.adv_every),
+        "ig_norm": ("ignorm_a2e", rar_options(quick, "ignorm_a2e"), 1),
+        "ig_sum_norm": ("igsumnorm_a2e", rar_options(quick, "igsumnorm_a2e"), 1),
+        "ig_norm_full_batch": ("ignorm_a2e", rar_options(quick, "ignorm_a2e", reg_batch=None), 1),
+    }
+    x, y = make_batch(frames, device)
+    steps = {}
+    for name, (variant, options, epoch) in systems.items():
+        torch.manual_seed(0)
+        model = build_model(variant, width).to(device).train()
+        cfg = TrainConfig.from_profile("quick", variant, seed=0, objective_options=options)
+        ctx = StepContext(model, get_variant(variant), torch.optim.Adam(model.parameters(), lr=cfg.lr),
+                          cfg, epoch, 1)
+        objective = make_objective(variant, cfg.objective_options)
+        objective.step(ctx, x, y, None)                     # warm-up
+        steps[name] = (objective, ctx)
+    seconds: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(args.repeats):
+        for name, (objective, ctx) in steps.items():
+            n = args.steps * (5 if name in ("plain", "adversarial") else 1)
+            seconds[name].append(timed(lambda: objective.step(ctx, x, y, None), n, device))
+    step = {k: min(v) for k, v in seconds.items()}
+    every = quick.profile_spec.adv_every
+    step["adversarial_mean"] = ((every - 1) * step["plain"] + step["adversarial"]) / every
+    epoch = {k: v * batches for k, v in step.items()}
+    return {"batches_per_epoch": batches, "options": {k: v[1] for k, v in systems.items()},
+            "seconds_per_step": step, "seconds_all_repeats": seconds, "seconds_per_epoch": epoch,
+            "relative_to_plain": {k: v / epoch["plain"] for k, v in epoch.items()},
+            "relative_to_adversarial": {k: v / epoch["adversarial"] for k, v in epoch.items()}}
+
+
 def _proc_status_bytes(field: str) -> int:
     """``VmRSS`` / ``VmHWM`` of this process from ``/proc/self/status`` (Linux), in bytes."""
     match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
@@ -237,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--memory-m", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-steps", action="store_true", help="only the epoch costs (and memory)")
     parser.add_argument("--memory-child", type=int, nargs=2, metavar=("M", "CHUNK"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -258,23 +322,31 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if gpu else f"cpu ({platform.processor() or platform.machine()})",
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "model": "a2e", "width": width, "input": [BATCH, 1, frames, N_BANDS],
-        "timing": timings(args, width, frames, device),
+        "epoch": epoch_costs(args, width, frames, device),
         "memory_method": ("torch.cuda.max_memory_allocated - memory_allocated before the step" if gpu
                           else "VmHWM after one step (reset before it) - VmRSS before it, fresh "
                                "subprocess per row, MALLOC_MMAP_THRESHOLD_=65536"),
     }
+    if not args.skip_steps:
+        result["timing"] = timings(args, width, frames, device)
     if not args.skip_memory:
         result["memory"] = memory(args, width, frames, device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    t = result["timing"]
     print(f"{result['device']}, {torch.get_num_threads()} threads, A2E width {width}, input {result['input']}")
-    print(f"  IG-NORM: m={t['config']['riemann_steps']}, k={t['config']['attack_steps']}, "
-          f"inner m={t['attack_riemann_steps']}, chunk={t['config']['chunk_size']}")
-    for k, v in t["seconds_per_step"].items():
-        print(f"  {k:<24} {v * 1e3:9.1f} ms/step  {t['relative_to_plain'][k]:7.1f}x plain")
-    print(f"  ig_norm / pgd_mse = {t['ig_norm_relative_to_pgd_mse']:.1f}")
+    e = result["epoch"]
+    print(f"  quick epoch ({e['batches_per_epoch']} batches), RAR options {e['options']['ig_norm']}:")
+    for k, v in e["seconds_per_epoch"].items():
+        print(f"  {k:<24} {v:8.2f} s/epoch  {e['relative_to_plain'][k]:6.1f}x plain  "
+              f"{e['relative_to_adversarial'][k]:6.2f}x adversarial")
+    if "timing" in result:
+        t = result["timing"]
+        print(f"  IG-NORM: m={t['config']['riemann_steps']}, k={t['config']['attack_steps']}, "
+              f"inner m={t['attack_riemann_steps']}, chunk={t['config']['chunk_size']}")
+        for k, v in t["seconds_per_step"].items():
+            print(f"  {k:<24} {v * 1e3:9.1f} ms/step  {t['relative_to_plain'][k]:7.1f}x plain")
+        print(f"  ig_norm / pgd_mse = {t['ig_norm_relative_to_pgd_mse']:.1f}")
     for row in result.get("memory", []):
         print(f"  memory m={row['m']:<3} (inner {row['attack_riemann_steps']:<2}) "
               f"chunk={str(row['chunk_size']):<5} +{row['peak_increase_mib']:8.1f} MiB")
