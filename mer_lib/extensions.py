@@ -6,7 +6,8 @@ profile's regularisation batch, the experiment's patch grid and ``expo_c``; RAR:
 or ``rar_beta``, ``rar_epsilon``, ``rar_steps`` and the profile's attack steps and
 regularisation batch) plus any given here. When the profile has
 ``finetune_epochs`` (quick, smoke) it is **fine-tuned** for that many epochs (at the
-profile's ``finetune_lr``) from the
+profile's ``finetune_lr``, keeping the last epoch's weights: the best-validation rule would
+pick the least-regularised epoch) from the
 experiment's stored base model of the same head and seed (``a2e`` for a direct head,
 ``a2b2e`` for a bottleneck), trained first if missing; otherwise (paper) it trains from
 scratch like the others. Either way its configuration, and so its cache key, says which.
@@ -83,7 +84,7 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
     if profile.finetune_epochs is not None:
         base = exp.train_config(base_variant(variant), seed)
         fields.update(init_from=f"{base.variant}/{run_key(run_identity(base, data))}",
-                      epochs=profile.finetune_epochs, patience=profile.finetune_epochs,
+                      epochs=profile.finetune_epochs, patience=profile.finetune_epochs, keep="last",
                       lr=profile.finetune_lr if profile.finetune_lr is not None else fields["lr"])
     return TrainConfig.from_dict(fields)
 

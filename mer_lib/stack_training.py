@@ -58,7 +58,7 @@ from .errors import TrainingError
 from .models import build_model, frozen_normalisation
 from .objectives import make_objective, task_loss
 from .runtime import resolve_device, seed_everything
-from .stack import ModelStack, StackError, stack_models, stacked_attack
+from .stack import ModelStack, StackError, stacked_attack
 from . import training as T
 
 #: Objectives with a stacked step; the others train one model at a time.
@@ -80,7 +80,7 @@ class StackTrainingError(TrainingError):
 
 def can_stack(config: T.TrainConfig) -> bool:
     """True when the configuration's objective has a stacked step (plain or adversarial)."""
-    return config.spec.objective in STACKABLE_OBJECTIVES
+    return config.spec.objective in STACKABLE_OBJECTIVES and config.keep == "best"
 
 
 def check_stackable(configs: Sequence[T.TrainConfig]) -> list[T.TrainConfig]:
@@ -102,6 +102,9 @@ def check_stackable(configs: Sequence[T.TrainConfig]) -> list[T.TrainConfig]:
     seeds = [c.seed for c in configs]
     if len(set(seeds)) != len(seeds):
         raise StackError(f"the seeds of a stack must differ, got {seeds}")
+    if configs[0].keep != "best":
+        raise StackError(f"a stack keeps each model's best-validation weights; keep={configs[0].keep!r} "
+                         f"is not stackable, train it with train()")
     if not can_stack(configs[0]):
         raise StackError(f"variant {configs[0].variant} trains with the objective "
                          f"{configs[0].spec.objective!r}, which has no stacked step "

@@ -115,6 +115,8 @@ HISTORY_COLUMNS = ("valid_score", "valid_r", "valid_mae",
 
 #: How adversarial training builds its adversarial batch (see the module docstring).
 ADV_INPUTS = ("kept", "kept_or_final")
+#: Which weights training keeps (:attr:`TrainConfig.keep`).
+KEEP_RULES = ("best", "last")
 
 
 def default_adv_attack(iterations: int = 50) -> dict:
@@ -163,6 +165,10 @@ class TrainConfig:
         objective_options: overrides of the variant's objective options (e.g. ``{"c": 0.5}``
             for an ExpO variant); stored resolved (objective defaults < variant options <
             overrides), so every option is part of the key.
+        keep: which weights the model keeps: ``"best"`` (the epoch with the best validation
+            score, the paper's rule) or ``"last"`` (the final epoch: a fixed budget of
+            fine-tuning, whose regulariser the best-score rule would undo by picking the
+            least-regularised epoch). Part of the key only when ``"last"``.
         init_from: fine-tune: ``"<variant>/<key>"`` of a finished model in the same run
             directory (:func:`model_ref`) whose weights initialise training instead of the
             random initialisation (same head and width required). The parent's key names
@@ -189,6 +195,7 @@ class TrainConfig:
     adv_input: str = "kept"
     objective_options: dict | None = None
     init_from: str | None = None
+    keep: str = "best"
     bf16: bool = False
     channels_last: bool = False
 
@@ -208,6 +215,8 @@ class TrainConfig:
         if self.init_from is not None and not _is_model_ref(self.init_from):
             raise ParameterError(f"init_from must be '<variant>/<16-hex-digit key>' of a stored model "
                                  f"(see model_ref), got {self.init_from!r}")
+        if self.keep not in KEEP_RULES:
+            raise ParameterError(f"keep must be one of {list(KEEP_RULES)}, got {self.keep!r}")
         if self.adv_input not in ADV_INPUTS:
             raise ParameterError(f"adv_input must be one of {list(ADV_INPUTS)}, got {self.adv_input!r}")
         for name in ("bf16", "channels_last"):
@@ -260,6 +269,8 @@ class TrainConfig:
     def identity(self) -> dict:
         """The fields that change the result (adversarial settings only for adversarial variants)."""
         d = self.to_dict()
+        if d["keep"] == "best":      # the rule of every model stored before the field existed
+            d.pop("keep")
         if not self.spec.adversarial:
             d.pop("adv_every")
             d.pop("adv_attack")
@@ -701,6 +712,9 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
         finally:
             bar.close()
 
+        if config.keep == "last" and history:
+            last = history[-1]
+            best_state, best_epoch, best_score = _cpu_state_dict(model), int(last["epoch"]), last["valid_score"]
         if best_state is None:
             warnings.warn(f"{spec.name} seed {config.seed}: the validation score was never finite; "
                           f"keeping the last weights", RuntimeWarning, stacklevel=2)

@@ -40,3 +40,12 @@ def test_paper_trains_extensions_from_scratch_with_expos_settings():
 def test_a_paper_system_is_not_an_extension():
     with pytest.raises(ParameterError, match="not an extension variant"):
         extension_config(Experiment.from_parameters(profile="smoke"), "aa2e", 6, DATA)
+
+
+def test_fine_tuning_keeps_the_last_epoch_and_the_rule_is_keyed():
+    exp = Experiment.from_parameters(profile="quick")
+    cfg = extension_config(exp, "expof_a2e", 6, DATA)
+    assert cfg.keep == "last" and cfg.identity()["keep"] == "last"
+    assert "keep" not in exp.train_config("a2e", 6).identity()     # stored keys stay valid
+    paper = extension_config(Experiment.from_parameters(profile="paper"), "expof_a2e", 6, DATA)
+    assert paper.keep == "best"

@@ -225,6 +225,26 @@ def test_early_stopping_restores_best(data, tmp_path, monkeypatch):
     assert _same_weights(tm.model, one.model)  # the epoch-1 weights
 
 
+def test_keep_last_keeps_the_final_epoch_whatever_the_scores(data, tmp_path, monkeypatch):
+    scores = iter([0.5, 0.4, 0.3])
+
+    def fake_validate(model, spec, x, y, m):
+        s = next(scores)
+        return s, {"avg_r": s, "mae": 0.1}
+
+    monkeypatch.setattr(training, "_validate", fake_validate)
+    last = train(_cfg(epochs=3, patience=3, keep="last"), data, tmp_path, progress=False)
+    assert list(last.history.epoch) == [1, 2, 3] and list(last.history.improved) == [True, False, False]
+    scores = iter([0.1, 0.2, 0.3])                         # rising: "best" keeps epoch 3 too
+    three = train(_cfg(epochs=3, patience=3), data, tmp_path / "best", progress=False)
+    monkeypatch.undo()
+    assert _same_weights(last.model, three.model)          # epoch 3's weights, not epoch 1's
+    assert last.key != three.key                           # the rule is part of the key
+    assert torch.load(last.path / "model.pt", weights_only=False)["best_epoch"] == 3
+    with pytest.raises(ParameterError, match="keep must be one of"):
+        _cfg(keep="first")
+
+
 def test_stored_model_reloads_and_get_trained_does_not_retrain(data, tmp_path, monkeypatch):
     first = get_trained("a2e", 6, data, "smoke", tmp_path, progress=False, **TINY)
     assert first.trained_now
