@@ -95,7 +95,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("split", "test", "train, valid or test", "the clips that are attacked", True),
     Param("reference_logs", None, "None or a folder", "None: the paper's published logs (shipped), or a folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
     Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
-    Param("expo_c", 1.0, "a number >= 0", "ExpO: regulariser weight relative to the loss at initialisation"),
+    Param("expo_c", None, "a number >= 0 or None", "ExpO: regulariser weight c (None: the profile's)"),
     Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
     Param("patch_bands", None, "an integer >= 1 or None", "explanations: frequency bands of the patch grid (None: the profile's)"),
     Param("patch_segments", None, "an integer >= 1 or None", "explanations: time segments of the patch grid (None: the profile's)"),
@@ -346,7 +346,8 @@ class Experiment:
                 raise ParameterError(f"expo_variants must name ExpO variants (expof_*, expos_*), got {name!r}")
         extensions = dict(
             expo_variants=expo_variants,
-            expo_c=float(check_positive("expo_c", v["expo_c"], allow_zero=True)),
+            expo_c=float(check_positive("expo_c", prof.expo_c if v["expo_c"] is None else v["expo_c"],
+                                        allow_zero=True)),
             c_values=tuple(sorted(float(c) for c in check_number_list("c_values", v["c_values"]))),
             patch_bands=pick("patch_bands", _at_least(1)), patch_segments=pick("patch_segments", _at_least(1)),
             sigma_eval=_positive_number("sigma_eval", v["sigma_eval"]),

@@ -25,7 +25,9 @@ def test_quick_fine_tunes_from_the_base_model_of_the_same_head_and_seed():
     assert extension_config(smoke, "expof_a2e", 6, DATA).lr == smoke.profile_spec.lr
     opts = cfg.objective_options
     assert (opts["c"], opts["reg_batch"], opts["bands"], opts["segments"]) == (0.5, 1, 2, 4)
-    assert extension_config(exp, "expof_a2b2e", 21, DATA).objective_options["c"] == exp.expo_c == 1.0
+    assert extension_config(exp, "expof_a2b2e", 21, DATA).objective_options["c"] == exp.expo_c == 0.1
+    assert Experiment.from_parameters(profile="paper").expo_c == 1.0             # the profile's c
+    assert Experiment.from_parameters(profile="quick", expo_c=2.0).expo_c == 2.0  # unless given
 
 
 def test_paper_trains_extensions_from_scratch_with_expos_settings():
