@@ -18,14 +18,17 @@ Modules, one job each:
 - ``datasets``       one module per dataset, plus the synthetic corpus generator
 - ``data``           spectrogram cache, split, standardisation, excerpts -> tensors
 - ``models``         the VGG-style backbone, heads and the variant registry
-- ``objectives``     what one training step does: plain, adversarial, ExpO
+- ``objectives``     what one training step does: plain, adversarial, ExpO, RAR (IG-NORM, IG-SUM-NORM)
 - ``metrics``        Pearson r, MAE, RMSE, R^2
 - ``training``       the cached, resumable trainer
-- ``attacks``        the batched attack engine, SNR, stored results, reference-log reader
+- ``stack``, ``stack_training``  K seeds of a variant trained and attacked as one grouped network
+- ``attacks``        the generic batched attack engine (objective, step, projection, stop rule),
+                     the paper's attack as one instance, SNR, stored results, reference-log reader
 - ``published``      the paper's own numbers from its shipped attack logs
 - ``explain``        patch-space local explanations and ExpO's NF / stability metrics
 - ``attributions``   Integrated Gradients, RAR losses, attribution-robustness metrics
 - ``experiments``, ``extensions``, ``runner``  the one experiment spec, its jobs and engines
+- ``comparison``     per-model and per-system tables across chapters (the grand comparison)
 - ``bookbuild``, ``cli``  the book driver and ``python -m mer_lib``
 """
 __version__ = "0.1.0"
