@@ -10,7 +10,7 @@ epoch (576 training clips / 8 = 72; the validation pass, the same for all, is le
   profile's reference-mode attack of 5 forward passes, the step on the attacked batch), and
   ``adversarial_mean``: averaged with its clean epochs as they alternate (one in ``adv_every``);
 - ``ig_norm`` / ``ig_sum_norm``: the RAR objectives with the quick experiment's options
-  (:func:`mer_lib.extensions.rar_options`: m = 8, k = 3, one regularised clip per batch), and
+  (:func:`mer_lib.extensions.rar_options`: m = 4, k = 3, one regularised clip per batch), and
   ``ig_norm_full_batch``: IG-NORM regularising the whole batch (``reg_batch=None``, as the
   paper profile does, at the quick m and k).
 

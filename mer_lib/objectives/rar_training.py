@@ -42,7 +42,7 @@ they are evaluated under; ``riemann_steps`` m = 50 and ``approx_factor`` 5 (10 R
 inside the attack, DESIGN §6); ``attack_steps`` k = 10 with Madry's step ``2.5 eps / k``;
 weight 1 (a unit of attribution weighs like a unit of loss); ``chunk_size`` 10 (one graph for
 m <= 10). The experiment passes the profile's sizes (:func:`mer_lib.extensions.rar_options`:
-quick m = 8, k = 3, one regularised clip per batch).
+quick m = 4, k = 3, one regularised clip per batch).
 
 Registered variants: ``ignorm_a2e``, ``ignorm_a2b2e`` (IG-NORM on the A2E and the bottleneck
 architecture), ``igsumnorm_a2e``, ``igsumnorm_a2b2e`` (IG-SUM-NORM).
