@@ -94,6 +94,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)"),
     Param("split", "test", "train, valid or test", "the clips that are attacked", True),
     Param("reference_logs", None, "None or a folder", "None: the paper's published logs (shipped), or a folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
+    Param("extension_seeds", None, "a list of integers from seeds, or None", "ExpO and RAR systems: their seeds, some of seeds (None: the profile's; quick: the first 2)"),
     Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
     Param("expo_c", None, "a number >= 0 or None", "ExpO: regulariser weight c (None: the profile's)"),
     Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
@@ -169,14 +170,14 @@ def check_variants(variants) -> list[str]:
     return names
 
 
-def check_seeds(seeds) -> list[int]:
-    """Validate a list of distinct seeds in [0, 2**32) (a papermill parameter); return a list."""
+def check_seeds(seeds, name: str = "seeds") -> list[int]:
+    """Validate a list of distinct seeds in [0, 2**32) (a papermill parameter ``name``); return a list."""
     ok = (not isinstance(seeds, (str, bytes)) and isinstance(seeds, (list, tuple)) and seeds
           and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**32
                   for s in seeds)
           and len(set(seeds)) == len(seeds))
     if not ok:
-        raise ParameterError(f"seeds must be a non-empty list of distinct integers in [0, 2**32), got {seeds!r}")
+        raise ParameterError(f"{name} must be a non-empty list of distinct integers in [0, 2**32), got {seeds!r}")
     return [int(s) for s in seeds]
 
 
@@ -231,6 +232,7 @@ class Experiment:
     split: str
     reference_logs: str | None
     # extensions and explanation metrics
+    extension_seeds: tuple[int, ...] = ()    # resolved: the seeds of the ExpO and RAR systems
     expo_variants: tuple[str, ...] = EXPO_VARIANTS
     expo_c: float = 1.0
     c_values: tuple[float, ...] = (0.1, 1.0, 10.0)
@@ -344,7 +346,16 @@ class Experiment:
 
             if not get_variant(name).objective.startswith("expo"):
                 raise ParameterError(f"expo_variants must name ExpO variants (expof_*, expos_*), got {name!r}")
+        if v["extension_seeds"] is None:
+            extension_seeds = seeds[:prof.extension_seeds] if prof.extension_seeds is not None else seeds
+        else:
+            extension_seeds = tuple(check_seeds(v["extension_seeds"], "extension_seeds"))
+            outside = [s for s in extension_seeds if s not in seeds]
+            if outside:
+                raise ParameterError(f"extension_seeds must be some of seeds {list(seeds)} (the extension "
+                                     f"systems are compared seed by seed with the paper's), got {outside} outside")
         extensions = dict(
+            extension_seeds=tuple(extension_seeds),
             expo_variants=expo_variants,
             expo_c=float(check_positive("expo_c", prof.expo_c if v["expo_c"] is None else v["expo_c"],
                                         allow_zero=True)),

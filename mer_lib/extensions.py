@@ -114,12 +114,29 @@ def extension_model(runner, variant: str, seed: int, **options: Any):
 
 def extension_models(runner, variants=None, seeds=None, **options: Any) -> dict:
     """``{(variant, seed): TrainedModel}`` of extension variants (default: the experiment's
-    ``expo_variants`` x ``seeds``; pass ``exp.rar_variants`` for the RAR systems), each as
-    :func:`extension_model` with ``options``."""
+    ``expo_variants`` x ``extension_seeds``; pass ``exp.rar_variants`` for the RAR systems),
+    each as :func:`extension_model` with ``options``."""
     exp = runner.exp
     variants = exp.expo_variants if variants is None else variants
-    seeds = exp.seeds if seeds is None else seeds
+    seeds = exp.extension_seeds if seeds is None else seeds
     return {(v, s): extension_model(runner, v, s, **options) for v in variants for s in seeds}
+
+
+def seeds_text(exp) -> str:
+    """The seeds of an experiment in words, saying when the extension systems use fewer.
+
+    Example:
+        >>> from mer_lib.experiments import Experiment
+        >>> seeds_text(Experiment.from_parameters(profile="quick"))
+        'the 3 seeds (2 for the extension systems: 6, 21)'
+        >>> seeds_text(Experiment.from_parameters(profile="quick", extension_seeds=[6, 21, 42]))
+        'the 3 seeds'
+    """
+    text = f"the {len(exp.seeds)} seed{'s' if len(exp.seeds) != 1 else ''}"
+    if exp.extension_seeds != exp.seeds:
+        text += (f" ({len(exp.extension_seeds)} for the extension systems: "
+                 f"{', '.join(map(str, exp.extension_seeds))})")
+    return text
 
 
 def quality_config(exp, *, seed: int = 0):

@@ -60,6 +60,27 @@ def test_profile_values_fill_every_none():
     assert exp.variants == ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
 
 
+def test_extension_seeds_are_the_profiles_first_seeds_unless_given():
+    quick = Experiment.from_parameters(profile="quick")
+    assert quick.seeds == (6, 21, 42) and quick.extension_seeds == (6, 21)     # quick: the first 2
+    assert Experiment.from_parameters(profile="paper").extension_seeds == get_profile("paper").seeds
+    assert Experiment.from_parameters(profile="quick", seeds=[42]).extension_seeds == (42,)
+    chosen = Experiment.from_parameters(profile="quick", extension_seeds="[42, 6]")
+    assert chosen.extension_seeds == (42, 6) and chosen.key() != quick.key()
+    with pytest.raises(ParameterError, match=r"extension_seeds must be some of seeds \[6, 21, 42\].*\[7\]"):
+        Experiment.from_parameters(profile="quick", extension_seeds=[6, 7])
+
+
+def test_quick_trains_channels_last_and_the_other_profiles_do_not():
+    assert Experiment.from_parameters(profile="quick").train_config("a2e", 6).channels_last is True
+    for name in ("smoke", "paper"):
+        assert Experiment.from_parameters(profile=name).train_config("aa2e", 6).channels_last is False
+    with pytest.raises(ParameterError, match="channels_last"):
+        get_profile("quick", channels_last="yes")
+    with pytest.raises(ParameterError, match="extension_seeds"):
+        get_profile("quick", extension_seeds=0)
+
+
 def test_strings_and_objects_give_the_same_spec():
     as_strings = Experiment.from_parameters(profile="smoke", epsilons="[0.002, 0.0005]", seeds="[6, 21]",
                                             epochs="3", variants="['a2e']")
@@ -110,6 +131,7 @@ def test_key_ignores_device_and_reference_logs_but_not_what_is_computed(tmp_path
     ({"spurious_cue": "joy"}, "spurious_cue"), ({"excerpt_seconds": 0}, "excerpt_seconds"),
     ({"reference_logs": "/no/such/folder"}, "reference_logs"),
     ({"epsilon_s": [0.1]}, "epsilon_s"),
+    ({"extension_seeds": [6, 21]}, "extension_seeds"), ({"extension_seeds": [-1]}, "extension_seeds"),
 ])
 def test_every_bad_parameter_is_a_one_line_error_naming_it(params, name):
     with pytest.raises(ParameterError) as info:

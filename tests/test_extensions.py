@@ -51,3 +51,17 @@ def test_fine_tuning_keeps_the_last_epoch_and_the_rule_is_keyed():
     assert "keep" not in exp.train_config("a2e", 6).identity()     # stored keys stay valid
     paper = extension_config(Experiment.from_parameters(profile="paper"), "expof_a2e", 6, DATA)
     assert paper.keep == "best"
+
+
+def test_extension_models_default_to_the_experiments_extension_seeds(monkeypatch):
+    import mer_lib.extensions as extensions
+
+    calls = []
+    monkeypatch.setattr(extensions, "extension_model", lambda runner, v, s, **o: calls.append((v, s)) or (v, s))
+    runner = SimpleNamespace(exp=Experiment.from_parameters(profile="quick"))
+    models = extensions.extension_models(runner)
+    assert calls == [("expof_a2e", 6), ("expof_a2e", 21), ("expos_a2e", 6), ("expos_a2e", 21)]
+    assert list(models) == calls
+    calls.clear()
+    extensions.extension_models(runner, ["ignorm_a2e"], seeds=[42])
+    assert calls == [("ignorm_a2e", 42)]
