@@ -13,7 +13,10 @@ Model stacks: in-process, the missing models of one plain or adversarial variant
 ``stack_size`` at a time as one :class:`~mer_lib.stack.ModelStack`
 (:func:`mer_lib.stack_training.get_trained_stack`; stored exactly like single runs) when the
 device is CUDA and the profile's ``stack_size`` is above 1, or on any device when the runner
-is given ``stack_size`` explicitly; :meth:`Runner.plan` names each model's stack.
+is given ``stack_size`` explicitly; the missing attacks of one configuration on the models
+of one variant then run the same way, ``stack_size`` models in one pass
+(:func:`mer_lib.attacks.results.get_stacked_attacks`; stored exactly like single attacks).
+:meth:`Runner.plan` names each job's stack. The Ray engine runs one job per task, unstacked.
 
 Either way the work itself goes through the one cached, locked code path
 (:func:`mer_lib.training.get_trained`, :func:`mer_lib.attacks.results.get_attack`), so the
@@ -152,6 +155,7 @@ class Runner:
         self.progress = progress   # progress bars while the corpus and spectrograms are made
         self.log = log or stderr_log
         self._models: dict[tuple[str, int], object] = {}
+        self._stacked_tables: dict[str, object] = {}   # attack job key -> StoredTable of a stacked attack
 
     # ------------------------------------------------------------------ data and jobs
     @property
@@ -235,12 +239,25 @@ class Runner:
         return [group[i:i + size] for group in by_variant.values() for i in range(0, len(group), size)
                 if len(group[i:i + size]) > 1]
 
+    def attack_stacks(self, jobs: list) -> list[list[AttackJob]]:
+        """The attack jobs among ``jobs`` that run together: one configuration on models of one
+        variant, ``stack_size`` at most (none with ``stack_size`` 1)."""
+        size = self.stack_size
+        groups: dict[tuple, list[AttackJob]] = {}
+        for job in jobs:
+            if job.kind == "attack" and size > 1:
+                groups.setdefault((job.config, job.split, job.model.variant), []).append(job)
+        return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)
+                if len(group[i:i + size]) > 1]
+
     def plan(self, kinds=("train", "attack")) -> pd.DataFrame:
         """Every job with its status (``stored`` / ``to do``), what it needs and its model stack."""
         jobs = self.jobs(kinds)
-        groups = self.stacks([j for j in jobs if not self.is_done(j)])
-        stack_of = {job: f"{n} of {len(groups)} ({len(group)} models)"
-                    for n, group in enumerate(groups, 1) for job in group}
+        todo = [j for j in jobs if not self.is_done(j)]
+        stack_of = {}
+        for groups in (self.stacks(todo), self.attack_stacks(todo)):
+            stack_of.update({job: f"{n} of {len(groups)} ({len(group)} models)"
+                             for n, group in enumerate(groups, 1) for job in group})
         rows = []
         for job in jobs:
             done = self.is_done(job)
@@ -298,6 +315,8 @@ class Runner:
         """The :class:`~mer_lib.attacks.results.StoredTable` of ``job`` (computed when missing)."""
         from .attacks.results import get_attack
 
+        if job.key in self._stacked_tables:            # attacked in a stack by this runner
+            return self._stacked_tables[job.key]
         trained = self.train(job.model)
         return get_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
                           device=self.device, progress=False)
@@ -368,10 +387,31 @@ class Runner:
             outcome = f"FAILED: {'; '.join(dict.fromkeys(failed))}" if failed else "done"
             self.log(f"{head}: {outcome} in {time.perf_counter() - t0:.1f} s")
 
+    def _attack_stack(self, group: list[AttackJob], head: str) -> None:
+        """Attack ``group`` (one configuration, models of one variant) in one pass; the per-job
+        loop then finds the tables here. A failing stack leaves its jobs to that loop."""
+        from .attacks.results import get_stacked_attacks
+
+        self.log(f"{head}: attacking {len(group)} models in one pass ...")
+        t0 = time.perf_counter()
+        try:
+            models = [self.train(job.model) for job in group]
+            tables = get_stacked_attacks(models, self.data, group[0].config, split=group[0].split,
+                                         run_dir=self.run_dir, device=self.device)
+        except (MerError, RuntimeError, ValueError, OSError) as exc:
+            self.log(f"{head}: FAILED ({_one_line(exc)}); its models are attacked one by one")
+            return
+        self._stacked_tables.update({job.key: table for job, table in zip(group, tables)})
+        self.log(f"{head}: done in {time.perf_counter() - t0:.1f} s")
+
     def _run_inprocess(self, jobs: list) -> RunReport:
+        from .attacks.results import describe
+
         report = RunReport("inprocess")
         failed_models: dict[str, str] = {}
         self._train_stacks(jobs, report, failed_models)
+        attack_groups = self.attack_stacks(jobs)
+        group_of = {job.key: (n, group) for n, group in enumerate(attack_groups, 1) for job in group}
         for i, job in enumerate(jobs, 1):
             head = f"[job {i}/{len(jobs)}] {job.kind} {job.name}"
             if job.kind == "train" and job.name in failed_models:
@@ -381,6 +421,16 @@ class Runner:
                 report.skipped[job.name] = f"its model failed ({failed_models[job.model.name]})"
                 self.log(f"{head}: skipped, its model failed")
                 continue
+            if job.key in group_of and job.key not in self._stacked_tables:   # its stack's first job
+                n, group = group_of.pop(job.key)
+                group = [j for j in group if j.model.name not in failed_models]
+                for j in group:
+                    group_of.pop(j.key, None)
+                if len(group) > 1:
+                    self._attack_stack(group, f"[attack stack {n}/{len(attack_groups)}] "
+                                              f"{group[0].model.variant} seeds "
+                                              f"{', '.join(str(j.model.seed) for j in group)}, "
+                                              f"{describe(group[0].config)}")
             self.log(f"{head}: {'training' if job.kind == 'train' else 'attacking'} ...")
             t0 = time.perf_counter()
             try:

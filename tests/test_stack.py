@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -298,3 +300,39 @@ def test_get_trained_stack_trains_a_model_resumed_at_another_epoch_on_its_own(da
     models = get_trained_stack("a2e", SEEDS, data, "smoke", tmp_path, progress=False, **{**TINY, "epochs": 2})
     for c, m in zip(configs, models):
         _assert_same_run(train(c, data, tmp_path / "single", progress=False), m)
+
+
+def test_runner_attacks_stacks_in_one_pass_stored_like_single_attacks(data, tmp_path, float64):
+    import dataclasses
+
+    from mer_lib.attacks.results import get_attack
+    from mer_lib.experiments import Experiment
+    from mer_lib.runner import Runner
+
+    data = dataclasses.replace(data, x=data.x.double(), emotions=data.emotions.double(),
+                               midlevel=data.midlevel.double(), identity="tiny-stack-data-64")
+
+    exp = Experiment.from_parameters(profile="smoke", device="cpu", variants=["a2e"], seeds=list(SEEDS),
+                                     epochs=1, modes=["reference", "projected"], epsilons=[0.01],
+                                     max_iterations=6)
+    logs = []
+    runner = Runner(exp, tmp_path / "stacked", data=data, log=logs.append, progress=False, stack_size=3)
+    assert set(runner.plan(("attack",))["stack"]) == {"1 of 3 (3 models)", "2 of 3 (3 models)",
+                                                      "3 of 3 (3 models)"}
+    report = runner.run()
+    assert len(report.attacked) == 9 and not report.failed
+    assert sum("[attack stack" in line and "done" in line for line in logs) == 3
+    models = runner.models()
+    for config in exp.attack_grid():
+        stacked = runner.attack_table(config)
+        single = pd.concat([get_attack(models[("a2e", s)], data, config, split="test",
+                                       run_dir=tmp_path / "single", progress=False).table for s in SEEDS],
+                           ignore_index=True)
+        assert list(stacked.columns) == list(single.columns) and len(stacked) == len(single)
+        for col in single.columns:
+            if pd.api.types.is_float_dtype(single[col]):
+                assert np.allclose(stacked[col], single[col], rtol=1e-8, atol=1e-12, equal_nan=True), col
+            else:
+                assert stacked[col].tolist() == single[col].tolist(), col
+    folders = {p.parent.parent.name for p in (tmp_path / "stacked" / "attacks").glob("*/*/meta.json")}
+    assert folders == {tm.key for tm in models.values()}        # stored under each model, as single results

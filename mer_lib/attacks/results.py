@@ -91,7 +91,6 @@ def get_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = 
 
 def _compute(trained, data, config, split, batch_size, device, progress) -> pd.DataFrame:
     x, y, _ = data.subset(split)
-    ids = [data.ids[i] for i in data.split[split]]
     device = resolve_device(device)
     model = trained.model
     params = list(model.parameters())
@@ -102,6 +101,12 @@ def _compute(trained, data, config, split, batch_size, device, progress) -> pd.D
         result = attack(model, x.to(device), y.to(device), config, batch_size=batch_size, progress=progress)
     finally:
         model.to(home).train(was_training)
+    return _frame(trained, result, data, config, split)
+
+
+def _frame(trained, result, data: MerTensors, config: AttackConfig, split: str) -> pd.DataFrame:
+    """The stored table of one model's :class:`~mer_lib.attacks.AttackResult` on ``split``."""
+    ids = [data.ids[i] for i in data.split[split]]
     table = result.to_frame(ids, data.mean, data.std)
     extra = {"variant": trained.config.variant, "seed": int(trained.config.seed),
              "model_key": str(trained.key), "split": split, "mode": config.mode,
@@ -109,6 +114,48 @@ def _compute(trained, data, config, split, batch_size, device, progress) -> pd.D
     for i, (name, value) in enumerate(extra.items()):
         table.insert(1 + i, name, value)
     return table
+
+
+def get_stacked_attacks(models, data: MerTensors, config: AttackConfig, *, split: str = "test",
+                        run_dir: str | Path, device: str | torch.device | None = None) -> list[StoredTable]:
+    """:func:`get_attack` of several trained models of one architecture, the missing ones in one pass.
+
+    The models whose result is not stored yet are attacked together as one model stack
+    (:func:`mer_lib.stack.stacked_attack`: per-model, per-example early stopping, each model
+    its own copy of the split) and each result is stored exactly where and as
+    :func:`get_attack` stores it — the same key, because a stacked attack equals the single
+    attacks up to float rounding (tested in float64), as a run on another device does. With
+    fewer than two missing models this is :func:`get_attack` per model.
+
+    Raises:
+        StackError: the missing models do not share an architecture and width.
+    """
+    if not isinstance(config, AttackConfig):
+        raise ParameterError(f"config must be an AttackConfig, got {type(config).__name__}")
+    if split not in data.split:
+        raise ParameterError(f"split must be one of {list(data.split)}, got {split!r}")
+    models = list(models)
+    folders = [result_dir(run_dir, tm.key, config, split, data.identity) for tm in models]
+    missing = [i for i, folder in enumerate(folders) if not is_stored(folder)]
+    computed: dict[int, pd.DataFrame] = {}
+    if len(missing) >= 2:
+        from ..stack import stack_models, stacked_attack
+
+        device = resolve_device(device)
+        stack = stack_models([models[i].model for i in missing]).to(device).eval()
+        x, y, _ = data.subset(split)
+        results = stacked_attack(stack, x.to(device), y.to(device), config)
+        computed = {i: _frame(models[i], res, data, config, split) for i, res in zip(missing, results)}
+    out = []
+    for i, (tm, folder) in enumerate(zip(models, folders)):
+        if i not in computed:
+            out.append(get_attack(tm, data, config, split=split, run_dir=run_dir, device=device, progress=False))
+            continue
+        identity = result_identity(tm.key, config, split, data.identity)
+        what = f"attack {tm.config.variant} seed {tm.config.seed} {describe(config)} ({folder.name})"
+        out.append(get_table(folder, identity, lambda table=computed[i]: table, what=what,
+                             meta={"variant": tm.config.variant, "seed": int(tm.config.seed), "stacked": True}))
+    return out
 
 
 def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = "test",
