@@ -15,7 +15,7 @@ ENGINE  ?= inprocess
 ADDRESS ?=
 EXPERIMENT = --profile $(PROFILE) --device $(DEVICE) --data $(DATA)
 
-.PHONY: book site plan run test chromium benchmarks clean
+.PHONY: book site plan run test chromium benchmarks bench-gpu clean
 
 # reinstalls whenever pyproject.toml or the constraints change
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -60,6 +60,13 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_attack.py
 	$(PY) benchmarks/bench_runner.py
+
+## On a CUDA machine: the GPU figures of the model-stack issue (stacked training and attack
+## throughput, today's train loop, and the paper profile's projected wall time); JSON in benchmarks/results/.
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/bench_training.py --device cuda
+	$(PY) benchmarks/bench_stack.py --device cuda --bf16 --channels-last
+	$(PY) benchmarks/bench_paper.py --device cuda
 
 clean:
 	rm -rf _build
