@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sample", type=int, default=64, help="training clips per measured epoch (default 64)")
     parser.add_argument("--attack-iterations", type=int, default=10, help="measured attack iterations")
     parser.add_argument("--metric-clips", type=int, default=2, help="clips of the measured metrics")
+    parser.add_argument("--stack-size", type=int, default=None,
+                        help="models per stack (default: the profile's on CUDA, 1 on the CPU, as the runner)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     exp = Experiment.from_parameters(profile=args.profile, device=str(device))
     prof = exp.profile_spec
     frames, bs = prof.excerpt_frames, exp.batch_size
-    k_stack = prof.stack_size if device.type == "cuda" else 1
+    k_stack = args.stack_size or (prof.stack_size if device.type == "cuda" else 1)
     sizes = {name: len(idx) for name, idx in split_indices(prof.n_clips).items()}
     batches_per_epoch = math.ceil(sizes["train"] / bs)
     sample = make_data(args.sample, 4, frames)

@@ -36,3 +36,14 @@ def test_projection_prices_every_job_of_the_profile(bench, tmp_path):
     smoke_batches = result["batches_per_epoch"]
     expected = 2 * smoke_batches * (3 * cost["plain"] + 2 * cost["adversarial"])
     assert math.isclose(parts["train paper systems"], expected, rel_tol=1e-9)
+
+
+def test_stacked_prices_come_from_stacks(bench, tmp_path):
+    result = bench.main(["--profile", "smoke", "--device", "cpu", "--sample", "16", "--stack-size", "2",
+                         "--out", str(tmp_path / "p.json")])
+    cost = result["seconds_per_batch_or_unit"]
+    assert result["stack_size"] == 2 and cost["attack pass per clip, stacked"] > 0
+    # one smoke seed: each paper system is one (partly filled) stack, priced at the stack's batch cost
+    assert math.isclose(result["projected_seconds"]["train paper systems"],
+                        2 * result["batches_per_epoch"] * (3 * cost["plain"] + 2 * cost["adversarial"]),
+                        rel_tol=1e-9)
