@@ -69,8 +69,9 @@ class Profile:
     rar_attack_steps: int = 10           # RAR training: PGD steps k of the inner maximisation
     rar_reg_batch: int | None = None     # RAR training: clips per batch regularised (None: all)
     # execution: the seeds of one plain or adversarial variant train together as one model stack
-    # (mer_lib.stack_training) when the device is CUDA; 1 = one model at a time. A stacked model is
-    # stored as the single run of its seed (same key): equal up to float rounding, as on another device.
+    # (mer_lib.stack_training), this many at a time; 1 = one model at a time. A stacked model is
+    # stored as the single run of its seed (same key): equal up to float rounding, as on another
+    # device. Evaluation attacks are stacked on CUDA only (on the CPU they are not faster).
     stack_size: int = 1
 
     @property
@@ -128,6 +129,9 @@ PROFILES: dict[str, Profile] = {
         # ~4 min of the ~29-min quick book; m = 4 halves the outer Riemann sum (the inner
         # maximisation uses max(1, m // 5) = 1 step either way).
         rar_riemann_steps=4, rar_attack_steps=3, rar_reg_batch=1,
+        # the three seeds of a variant train as one stack: on 2 CPU cores at this size (channels_last)
+        # 1.28x faster than three single runs for A2E, 1.25-1.47x for aA2E (adversarial every epoch)
+        stack_size=3,
     ),
     "paper": Profile(
         name="paper", n_clips=360, clip_seconds=15.0, n_extra_midlevel=0, excerpt_seconds=10.0,

@@ -10,12 +10,12 @@ folder with ``meta.json``. :meth:`Runner.plan` lists every job with its status;
 - ``"ray"``: one Ray task per job (:mod:`mer_lib.ray_engine`), attacks depending on their model.
 
 Model stacks: in-process, the missing models of one plain or adversarial variant are trained
-``stack_size`` at a time as one :class:`~mer_lib.stack.ModelStack`
-(:func:`mer_lib.stack_training.get_trained_stack`; stored exactly like single runs) when the
-device is CUDA and the profile's ``stack_size`` is above 1, or on any device when the runner
-is given ``stack_size`` explicitly; the missing attacks of one configuration on the models
-of one variant then run the same way, ``stack_size`` models in one pass
-(:func:`mer_lib.attacks.results.get_stacked_attacks`; stored exactly like single attacks).
+``stack_size`` at a time (the runner's explicit ``stack_size``, else the profile's) as one
+:class:`~mer_lib.stack.ModelStack` (:func:`mer_lib.stack_training.get_trained_stack`; stored
+exactly like single runs). The missing attacks of one configuration on the models of one
+variant run the same way, ``stack_size`` models in one pass
+(:func:`mer_lib.attacks.results.get_stacked_attacks`; stored exactly like single attacks), on
+CUDA or when ``stack_size`` is given explicitly (on the CPU a stacked attack is not faster).
 :meth:`Runner.plan` names each job's stack. The Ray engine runs one job per task, unstacked.
 
 Either way the work itself goes through the one cached, locked code path
@@ -218,7 +218,14 @@ class Runner:
 
     @property
     def stack_size(self) -> int:
-        """Models trained together: the explicit ``stack_size``, else the profile's on CUDA, else 1."""
+        """Models trained together: the explicit ``stack_size``, else the profile's."""
+        if self._stack_size is not None:
+            return self._stack_size
+        return self.exp.profile_spec.stack_size
+
+    @property
+    def attack_stack_size(self) -> int:
+        """Models attacked together: the explicit ``stack_size``, else the profile's on CUDA, else 1."""
         if self._stack_size is not None:
             return self._stack_size
         return self.exp.profile_spec.stack_size if self.device.type == "cuda" else 1
@@ -241,8 +248,8 @@ class Runner:
 
     def attack_stacks(self, jobs: list) -> list[list[AttackJob]]:
         """The attack jobs among ``jobs`` that run together: one configuration on models of one
-        variant, ``stack_size`` at most (none with ``stack_size`` 1)."""
-        size = self.stack_size
+        variant, :attr:`attack_stack_size` at most (none when that is 1)."""
+        size = self.attack_stack_size
         groups: dict[tuple, list[AttackJob]] = {}
         for job in jobs:
             if job.kind == "attack" and size > 1:

@@ -272,7 +272,10 @@ def test_runner_trains_stacks_when_asked_and_plans_them(data, tmp_path):
     exp = Experiment.from_parameters(profile="smoke", device="cpu", variants=["a2e", "a2m2e"], seeds=[6, 21, 42],
                                      epochs=1, modes=["projected"], epsilons=[0.01])
     quiet = dict(log=lambda m: None, progress=False)
-    assert Runner(exp, tmp_path, data=data, **quiet).stack_size == 1          # CPU: the profile's stacks are off
+    assert Runner(exp, tmp_path, data=data, **quiet).stack_size == 1          # smoke: no stacks
+    quick = Runner(Experiment.from_parameters(profile="quick", device="cpu"), tmp_path, data=data, **quiet)
+    assert (quick.stack_size, quick.attack_stack_size) == (3, 1)      # CPU: stacked training, single attacks
+    assert Runner(exp, tmp_path, data=data, stack_size=2, **quiet).attack_stack_size == 2   # unless asked
     with pytest.raises(StackError, match="stack_size"):
         Runner(exp, tmp_path, data=data, stack_size=0, **quiet)
     runner = Runner(exp, tmp_path, data=data, stack_size=2, **quiet)
