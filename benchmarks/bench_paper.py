@@ -51,6 +51,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stack import _sync  # noqa: E402
 from bench_training import make_data  # noqa: E402  (the same synthetic data)
 
 from mer_lib.attacks import AttackConfig, attack  # noqa: E402
@@ -66,11 +67,6 @@ from mer_lib.stack_training import can_stack, train_stack  # noqa: E402
 from mer_lib.training import TrainConfig, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _timed(fn) -> float:
@@ -123,7 +119,6 @@ def main(argv: list[str] | None = None) -> dict:
     batches_per_epoch = math.ceil(sizes["train"] / bs)
     sample = make_data(args.sample, 4, frames)
     sample_batches = math.ceil(args.sample / bs)
-    stub = dataclasses.replace(sample, identity="bench-paper")   # extension configs need a data identity
 
     seconds: dict[str, float] = {}
     detail: dict[str, dict] = {}
@@ -139,9 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
                                            sample_batches)}
         ext_jobs = [(v, s, {}) for v in (*exp.expo_variants, *exp.rar_variants) for s in exp.extension_seeds]
         ext_jobs += [("expof_a2e", exp.extension_seeds[0], {"c": c}) for c in exp.c_values if c != exp.expo_c]
-        ext_jobs += [(v, exp.extension_seeds[0], {"c": 0.0}) for v in exp.expo_variants if v.startswith("expos")]
+        ext_jobs += [(v, exp.extension_seeds[0], {"c": 0.0}) for v in exp.expo_variants
+                    if get_variant(v).objective == "expo_stability"]
         for variant in dict.fromkeys(v for v, _, _ in ext_jobs):
-            config = extension_config(exp, variant, exp.extension_seeds[0], stub)
+            config = extension_config(exp, variant, exp.extension_seeds[0], sample)
             cost[variant] = batch_seconds(config, 1, sample, device, work / variant, sample_batches)
 
         n_paper_stacks = {v: math.ceil(len(exp.seeds) / (k_stack if can_stack(exp.train_config(v, exp.seeds[0]))
@@ -158,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         seconds["train paper systems"] = train_s
         ext_s = 0.0
         for v, s, options in ext_jobs:
-            epochs = extension_config(exp, v, s, stub, **options).epochs
+            epochs = extension_config(exp, v, s, sample, **options).epochs
             ext_s += epochs * batches_per_epoch * cost[v]
         seconds["train extension systems"] = ext_s
 

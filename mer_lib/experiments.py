@@ -347,7 +347,7 @@ class Experiment:
             if not get_variant(name).objective.startswith("expo"):
                 raise ParameterError(f"expo_variants must name ExpO variants (expof_*, expos_*), got {name!r}")
         if v["extension_seeds"] is None:
-            extension_seeds = seeds[:prof.extension_seeds] if prof.extension_seeds is not None else seeds
+            extension_seeds = seeds[:prof.extension_seeds]          # None: all
         else:
             extension_seeds = tuple(check_seeds(v["extension_seeds"], "extension_seeds"))
             outside = [s for s in extension_seeds if s not in seeds]

@@ -139,6 +139,21 @@ def seeds_text(exp) -> str:
     return text
 
 
+def extension_seeds_sentence(exp) -> str:
+    """The chapters' sentence on the extension systems' seeds ("" when they use all of them).
+
+    Example:
+        >>> from mer_lib.experiments import Experiment
+        >>> extension_seeds_sentence(Experiment.from_parameters(profile="quick"))[:44]
+        'They run for seeds 6, 21 only: 2 of the 3 se'
+    """
+    if exp.extension_seeds == exp.seeds:
+        return ""
+    return (f"They run for seeds {', '.join(map(str, exp.extension_seeds))} only: "
+            f"{len(exp.extension_seeds)} of the {len(exp.seeds)} seeds of the paper's systems, to keep "
+            f"the `{exp.profile}` profile short (the parameter `extension_seeds` sets them).")
+
+
 def quality_config(exp, *, seed: int = 0):
     """The :class:`~mer_lib.explain.report.QualityConfig` of an experiment's explanation metrics."""
     from .explain.report import QualityConfig

@@ -394,11 +394,13 @@ class Runner:
             outcome = f"FAILED: {'; '.join(dict.fromkeys(failed))}" if failed else "done"
             self.log(f"{head}: {outcome} in {time.perf_counter() - t0:.1f} s")
 
-    def _attack_stack(self, group: list[AttackJob], head: str) -> None:
+    def _attack_stack(self, group: list[AttackJob], n: int, total: int) -> None:
         """Attack ``group`` (one configuration, models of one variant) in one pass; the per-job
         loop then finds the tables here. A failing stack leaves its jobs to that loop."""
-        from .attacks.results import get_stacked_attacks
+        from .attacks.results import describe, get_stacked_attacks
 
+        head = (f"[attack stack {n}/{total}] {group[0].model.variant} seeds "
+                f"{', '.join(str(j.model.seed) for j in group)}, {describe(group[0].config)}")
         self.log(f"{head}: attacking {len(group)} models in one pass ...")
         t0 = time.perf_counter()
         try:
@@ -412,8 +414,6 @@ class Runner:
         self.log(f"{head}: done in {time.perf_counter() - t0:.1f} s")
 
     def _run_inprocess(self, jobs: list) -> RunReport:
-        from .attacks.results import describe
-
         report = RunReport("inprocess")
         failed_models: dict[str, str] = {}
         self._train_stacks(jobs, report, failed_models)
@@ -428,16 +428,13 @@ class Runner:
                 report.skipped[job.name] = f"its model failed ({failed_models[job.model.name]})"
                 self.log(f"{head}: skipped, its model failed")
                 continue
-            if job.key in group_of and job.key not in self._stacked_tables:   # its stack's first job
-                n, group = group_of.pop(job.key)
-                group = [j for j in group if j.model.name not in failed_models]
+            if job.key in group_of:                     # the first job of its stack: run the stack
+                n, group = group_of[job.key]
                 for j in group:
-                    group_of.pop(j.key, None)
+                    del group_of[j.key]
+                group = [j for j in group if j.model.name not in failed_models]
                 if len(group) > 1:
-                    self._attack_stack(group, f"[attack stack {n}/{len(attack_groups)}] "
-                                              f"{group[0].model.variant} seeds "
-                                              f"{', '.join(str(j.model.seed) for j in group)}, "
-                                              f"{describe(group[0].config)}")
+                    self._attack_stack(group, n, len(attack_groups))
             self.log(f"{head}: {'training' if job.kind == 'train' else 'attacking'} ...")
             t0 = time.perf_counter()
             try:

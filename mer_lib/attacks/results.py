@@ -78,15 +78,26 @@ def get_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = 
     :meth:`~mer_lib.attacks.AttackResult.to_frame` plus the columns ``variant, seed,
     model_key, split, mode, epsilon, norm, step_size``.
     """
+    _check(config, data, split)
+    return _stored(trained, data, config, split, run_dir,
+                   lambda: _compute(trained, data, config, split, batch_size, device, progress))
+
+
+def _check(config, data: MerTensors, split: str) -> None:
     if not isinstance(config, AttackConfig):
         raise ParameterError(f"config must be an AttackConfig, got {type(config).__name__}")
     if split not in data.split:
         raise ParameterError(f"split must be one of {list(data.split)}, got {split!r}")
+
+
+def _stored(trained, data: MerTensors, config: AttackConfig, split: str, run_dir, compute,
+            **meta) -> StoredTable:
+    """The stored result of ``trained`` (``compute()`` it when missing): its folder, identity and meta."""
     identity = result_identity(trained.key, config, split, data.identity)
     folder = result_dir(run_dir, trained.key, config, split, data.identity)
     what = f"attack {trained.config.variant} seed {trained.config.seed} {describe(config)} ({folder.name})"
-    return get_table(folder, identity, lambda: _compute(trained, data, config, split, batch_size, device, progress),
-                     what=what, meta={"variant": trained.config.variant, "seed": int(trained.config.seed)})
+    return get_table(folder, identity, compute, what=what,
+                     meta={"variant": trained.config.variant, "seed": int(trained.config.seed), **meta})
 
 
 def _compute(trained, data, config, split, batch_size, device, progress) -> pd.DataFrame:
@@ -130,13 +141,10 @@ def get_stacked_attacks(models, data: MerTensors, config: AttackConfig, *, split
     Raises:
         StackError: the missing models do not share an architecture and width.
     """
-    if not isinstance(config, AttackConfig):
-        raise ParameterError(f"config must be an AttackConfig, got {type(config).__name__}")
-    if split not in data.split:
-        raise ParameterError(f"split must be one of {list(data.split)}, got {split!r}")
+    _check(config, data, split)
     models = list(models)
-    folders = [result_dir(run_dir, tm.key, config, split, data.identity) for tm in models]
-    missing = [i for i, folder in enumerate(folders) if not is_stored(folder)]
+    missing = [i for i, tm in enumerate(models)
+               if not is_stored(result_dir(run_dir, tm.key, config, split, data.identity))]
     computed: dict[int, pd.DataFrame] = {}
     if len(missing) >= 2:
         from ..stack import stack_models, stacked_attack
@@ -146,16 +154,10 @@ def get_stacked_attacks(models, data: MerTensors, config: AttackConfig, *, split
         x, y, _ = data.subset(split)
         results = stacked_attack(stack, x.to(device), y.to(device), config)
         computed = {i: _frame(models[i], res, data, config, split) for i, res in zip(missing, results)}
-    out = []
-    for i, (tm, folder) in enumerate(zip(models, folders)):
-        if i not in computed:
-            out.append(get_attack(tm, data, config, split=split, run_dir=run_dir, device=device, progress=False))
-            continue
-        identity = result_identity(tm.key, config, split, data.identity)
-        what = f"attack {tm.config.variant} seed {tm.config.seed} {describe(config)} ({folder.name})"
-        out.append(get_table(folder, identity, lambda table=computed[i]: table, what=what,
-                             meta={"variant": tm.config.variant, "seed": int(tm.config.seed), "stacked": True}))
-    return out
+    return [_stored(tm, data, config, split, run_dir, lambda table=computed[i]: table, stacked=True)
+            if i in computed else
+            get_attack(tm, data, config, split=split, run_dir=run_dir, device=device, progress=False)
+            for i, tm in enumerate(models)]
 
 
 def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = "test",
