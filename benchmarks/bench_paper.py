@@ -13,10 +13,10 @@ What is measured (random spectrograms of the profile's excerpt length, batch and
   as in a real epoch) -> seconds per batch:
   the plain step (``a2b2e``; A2E and A2M2E cost the same backbone), the adversarial epoch
   (``aa2e`` with every epoch adversarial), each ExpO and RAR objective with the profile's
-  options. Plain and adversarial variants train as stacks of ``stack_size`` models on CUDA,
-  as the runner does (:mod:`mer_lib.stack_training`; per-batch cost of the whole stack);
-  the others one model at a time;
-- the evaluation attack: seconds per (iteration x clip), stacked like the runner's;
+  options. Plain and adversarial variants train as stacks of the profile's ``stack_size``
+  models, as the runner does (:mod:`mer_lib.stack_training`; per-batch cost of the whole
+  stack); the others one model at a time;
+- the evaluation attack: seconds per (iteration x clip), stacked like the runner's (on CUDA);
 - the explanation (NF/S) and attribution (IG + top-k attack) metrics: seconds per clip and model.
 
 How often (from the profile and the chapters' defaults): the five paper systems x seeds
@@ -26,8 +26,8 @@ projected attack per extension model; the metrics on every model. Data generatio
 start-up and the site build are left out (minutes, not hours).
 
 ``--profile quick`` on the CPU checks the method against a measured ``make book`` (the quick
-profile's models run close to their maximum epochs): on 2 cores it projected 22.1 min for
-chapters 2-5, which took 23.3 min. Results go to
+profile's models run close to their maximum epochs): on 2 cores it projected 19.9 min for
+chapters 2-5, which took 20.5 min. Results go to
 ``benchmarks/results/paper_projection_<profile>.json``.
 
 Examples::
@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--attack-iterations", type=int, default=10, help="measured attack iterations")
     parser.add_argument("--metric-clips", type=int, default=2, help="clips of the measured metrics")
     parser.add_argument("--stack-size", type=int, default=None,
-                        help="models per stack (default: the profile's on CUDA, 1 on the CPU, as the runner)")
+                        help="models per stack (default as the runner: the profile's for training, "
+                             "and for attacks on CUDA only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     exp = Experiment.from_parameters(profile=args.profile, device=str(device))
     prof = exp.profile_spec
     frames, bs = prof.excerpt_frames, exp.batch_size
-    k_stack = args.stack_size or (prof.stack_size if device.type == "cuda" else 1)
+    k_stack = args.stack_size or prof.stack_size                        # training (Runner.stack_size)
+    k_attack = args.stack_size or (prof.stack_size if device.type == "cuda" else 1)   # Runner.attack_stack_size
     sizes = {name: len(idx) for name, idx in split_indices(prof.n_clips).items()}
     batches_per_epoch = math.ceil(sizes["train"] / bs)
     sample = make_data(args.sample, 4, frames)
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         # ---------------------------------------------------------------- attacks
         torch.manual_seed(0)
-        models = [build_model("a2e", exp.width).to(device).eval() for _ in range(max(1, k_stack))]
+        models = [build_model("a2e", exp.width).to(device).eval() for _ in range(k_attack)]
         x, y, _ = make_data(args.metric_clips * 4, 4, frames, 1).subset("train")
         x, y = x.to(device), y.to(device)
         config = AttackConfig(mode="projected", epsilon=0.001, max_iterations=args.attack_iterations)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         cost["attack pass per clip"] = pass_seconds(lambda c: [attack(models[0], x, y, c)])
         stacked_pass = cost["attack pass per clip"]
-        if k_stack > 1:
+        if k_attack > 1:
             stack = stack_models(models).eval()
             stacked_pass = cost["attack pass per clip, stacked"] = pass_seconds(lambda c: stacked_attack(stack, x, y, c))
         n_paper_attacks = len(exp.attack_grid()) * len(exp.variants) * len(exp.seeds)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()})",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "load_average": os.getloadavg(),
-        "profile": exp.profile, "stack_size": k_stack, "width": exp.width, "frames": frames,
+        "profile": exp.profile, "stack_size": k_stack, "attack_stack_size": k_attack, "width": exp.width, "frames": frames,
         "batch_size": bs, "split_sizes": sizes, "batches_per_epoch": batches_per_epoch,
         "seeds": len(exp.seeds), "extension_seeds": len(exp.extension_seeds),
         "extension_jobs": [f"{v} seed {s} {o}" for v, s, o in ext_jobs],
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or RESULTS / f"paper_projection_{exp.profile}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{result['device']}, profile {exp.profile}, stack size {k_stack}, width {exp.width:g}, {frames} frames")
+    print(f"{result['device']}, profile {exp.profile}, stack size {k_stack} (attacks {k_attack}), width {exp.width:g}, {frames} frames")
     for name, value in cost.items():
         print(f"  {name:<32} {value * 1000:10.2f} ms")
     for name, value in seconds.items():
