@@ -94,3 +94,33 @@ def show_patch_weights(ax, weights, grid, frames: int, bins: int = N_BANDS, *, c
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz)")
     return mesh
+
+
+def show_intervals(ax, rows, *, labels: str = "label", zero: bool = False, xlabel: str = "",
+                   title: str = "") -> None:
+    """A forest plot: one row per entry of ``rows`` (a DataFrame with ``estimate``, ``low``,
+    ``high`` and the column ``labels``), the point estimate with its interval as a bar.
+
+    With ``zero=True`` (differences) a line marks 0. Rows with an ``outcome`` column are coloured
+    by it: ``"better"`` blue, ``"worse"`` red, ``"unresolved"`` grey (others black); a row without
+    a finite interval (not computable) is drawn as "n/c" at the axis.
+    """
+    colours = {"better": "tab:blue", "worse": "tab:red", "unresolved": "0.55"}
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, r) in zip(y, rows.iterrows()):
+        outcome = r.get("outcome", "resolved")
+        if not (np.isfinite(r["estimate"]) and np.isfinite(r["low"]) and np.isfinite(r["high"])):
+            ax.annotate("n/c", (0, yi), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=8, color="0.4")
+            continue
+        colour = colours.get(outcome, "k")
+        ax.plot([r["low"], r["high"]], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+        ax.plot([r["estimate"]], [yi], "o", color=colour, ms=5)
+    if zero:
+        ax.axvline(0, color="k", lw=0.8, ls="--")
+    ax.set_yticks(y, [str(v) for v in rows[labels]])
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.margins(y=0.08)
+    ax.grid(axis="x", alpha=0.3)
