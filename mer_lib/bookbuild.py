@@ -58,11 +58,13 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def chapters(root: Path) -> list[str]:
-    """Chapter files listed in ``_toc.yml`` (relative paths without suffix), notebooks only."""
+    """Chapter files listed in ``_toc.yml`` (relative paths without suffix), notebooks only, in
+    execution order: the chapters in toc order, then the root page (it glues their findings)."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     names = [toc["root"]]
     for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
         names += [c["file"] for c in part.get("chapters", [])]
+    names = names[1:] + names[:1]       # the front page summarises the chapters: executed last
     return [n for n in names if (root / "book" / f"{n}.ipynb").is_file()]
 
 
@@ -149,6 +151,22 @@ def check_parameters(root: Path, names: list[str], params: dict) -> dict:
     return parsed
 
 
+def collapse_parameter_cells(notebook: Path) -> None:
+    """Tag the ``parameters`` cell and papermill's ``injected-parameters`` cell ``hide-cell``, so
+    the site shows them collapsed (a reader opens them on a click) and a chapter opens on its
+    question; where the ``parameters`` cell is tagged ``remove-cell`` (the front page), both go."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    # a page that removes its parameters cell (the front page) removes the injected one too
+    tag = "remove-cell" if any("remove-cell" in c.metadata["tags"] for c in cells) else "hide-cell"
+    for cell in cells:
+        if not {"hide-cell", "remove-cell"} & set(cell.metadata["tags"]):
+            cell.metadata["tags"].append(tag)
+    nbformat.write(nb, notebook)
+
+
 def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print,
             position: str = "") -> float:
     """Run one chapter with papermill into the staged book; return the wall time in seconds.
@@ -169,6 +187,7 @@ def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print,
     papermill.execute_notebook(str(source), str(tmp), parameters=parameters,
                                cwd=str(source.parent), progress_bar=False, kernel_name="python3",
                                stdout_file=sys.stdout, stderr_file=sys.stderr)
+    collapse_parameter_cells(tmp)
     os.replace(tmp, target)
     seconds = time.time() - t0
     log(f"{position}{chapter}: done in {seconds:.0f} s", flush=True)

@@ -114,6 +114,16 @@ def model_rows(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return _with_system(table)[["system", "variant", "seed", *metrics]].assign(clip="model")
 
 
+def cost_rows(models) -> pd.DataFrame:
+    """Per trained model (a ``{key: model}`` mapping or models): its recorded mean epoch time, as a
+    tidy table with one "clip" per model (``system, variant, seed, clip, epoch_seconds``)."""
+    items = list(models.values()) if isinstance(models, dict) else list(models)
+    rows = [{"variant": m.config.variant, "seed": int(m.config.seed),
+             "epoch_seconds": float(m.history["seconds"].mean()) if len(m.history) else np.nan}
+            for m in items]
+    return model_rows(pd.DataFrame(rows, columns=["variant", "seed", "epoch_seconds"]), ["epoch_seconds"])
+
+
 def decide(table: pd.DataFrame, metric_name: str, pairs: Iterable[tuple[str, str]], *, level: float = 0.95,
            family: int | None = None, seed: int = 0, n_boot: int = N_BOOT, min_seeds: int = 2) -> pd.DataFrame:
     """One row per pair ``(a, b)``: the paired difference a − b and what the run says of it.
@@ -149,8 +159,9 @@ def decide(table: pd.DataFrame, metric_name: str, pairs: Iterable[tuple[str, str
         needed = seeds_needed(d.estimate, d.half_width, d.n_seeds, level=corrected) if d.computable else np.nan
         rows.append({**d.to_dict(), "outcome": outcome, "better": better, "resolved": better is not None,
                      "m": m, "seeds_needed": needed, "label": spec.label})
-    out = pd.DataFrame(rows)
-    return out.drop(columns=["seeds"]).assign(seeds=[r["seeds"] for r in rows])
+    out = pd.DataFrame(rows).drop(columns=["seeds"])
+    out["better"] = pd.Series([r["better"] for r in rows], dtype=object)    # True / False / None, never numpy
+    return out.assign(seeds=[r["seeds"] for r in rows])
 
 
 def system_intervals(table: pd.DataFrame, metric_name: str, systems: Sequence[str] | None = None, *,
@@ -172,7 +183,7 @@ def interval_figure(table: pd.DataFrame, metric_name: str, decisions: pd.DataFra
     spec = metric(metric_name)
     means = system_intervals(table, metric_name, systems)
     diffs = decisions.assign(label=[f"{a} − {b}" for a, b in zip(decisions.a, decisions.b)],
-                             outcome=["better" if r.better is True else "worse" if r.better is False else r.outcome
+                             outcome=["unresolved" if r.better is None else "better" if r.better else "worse"
                                       for r in decisions.itertuples()])
     height = 0.9 + 0.32 * max(len(means), len(diffs))
     fig, axes = plt.subplots(1, 2, figsize=(10, height), constrained_layout=True)
@@ -207,6 +218,28 @@ def verdict(row) -> str:
     return f"{row['outcome']} ({side}; {interval_text(row)})"
 
 
+def word(row) -> str:
+    """The decision as a predicate for prose ("its explanations are ___ (compared with A2E's)"):
+    the metric's better/worse word with the interval, "not resolvably different in this run
+    (…)", or "not comparable in this run (reason)"."""
+    spec = metric(row["metric"])
+    if row["outcome"] == "not computable":
+        return f"not comparable in this run ({row['reason']})"
+    if row["outcome"] == "unresolved":
+        return f"not resolvably different in this run ({interval_text(row)}, which includes 0)"
+    return f"{spec.better if row['better'] else spec.worse} ({interval_text(row)})"
+
+
+def pick(decisions: pd.DataFrame, a: str, b: str, metric_name: str):
+    """The row of ``decisions`` for (a, b, metric), or a not-computable row when it is absent."""
+    hit = decisions[(decisions.a == a) & (decisions.b == b) & (decisions.metric == metric_name)]
+    if len(hit):
+        return hit.iloc[0]
+    return pd.Series({"metric": metric_name, "a": a, "b": b, "outcome": "not computable", "better": None,
+                      "reason": f"{a} or {b} is not part of this run", "estimate": np.nan, "low": np.nan,
+                      "high": np.nan, "level": np.nan, "m": 0, "seeds_needed": np.nan})
+
+
 def sentence(row) -> str:
     """One comparison as a sentence of the book (the decision of :func:`decide`, in words)."""
     spec = metric(row["metric"])
@@ -224,9 +257,23 @@ def sentence(row) -> str:
             f"{row['m']} comparisons).")
 
 
+def summary(decisions: pd.DataFrame) -> str:
+    """A table's decisions as prose: each resolved comparison as a :func:`sentence`, the
+    unresolved ones in one list with their intervals, the not computable ones with the reason."""
+    parts = [sentence(r) for _, r in decisions.iterrows() if r["resolved"]]
+    open_ = decisions[decisions.outcome == "unresolved"]
+    if len(open_):
+        items = "; ".join(f"{r.a} − {r.b} on {r.label}: {fmt(r.estimate)} [{fmt(r.low)}, {fmt(r.high)}]"
+                          for r in open_.itertuples())
+        parts.append(f"Not resolved by this run (difference and {100 * open_.level.iloc[0]:.3g} % interval, "
+                     f"each including 0): {items}.")
+    parts += [sentence(r) for _, r in decisions.iterrows() if r["outcome"] == "not computable"]
+    return " ".join(parts)
+
+
 def list_systems(decisions: pd.DataFrame, *, better: bool = True) -> list[str]:
     """The ``a`` systems resolved on the better (or worse) side of their ``b``."""
-    return [r.a for r in decisions.itertuples() if r.better is better]
+    return [r.a for r in decisions.itertuples() if r.better is not None and bool(r.better) == better]
 
 
 def power_note(decisions: pd.DataFrame) -> str:
