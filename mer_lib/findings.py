@@ -6,9 +6,9 @@ of systems and **resolves** a comparison only when its interval excludes 0 at th
 corrected for the number of comparisons of that table (Bonferroni: ``1 - (1 - level) / m``,
 so a table of 8 comparisons uses 99.375 % intervals). Otherwise the run *does not resolve* it,
 and the text says so with the interval; a comparison that cannot be made (different clips,
-NaN values, too few seeds) says why. :func:`sentence` and :func:`verdict` turn a decision into
-words, :func:`power_note` into the chapter's power statement, and :func:`paper_claims` answers
-the paper's three claims for any attack table (this run's or the published logs).
+NaN values, too few seeds) says why. :func:`sentence`, :func:`word` and :func:`summary` turn
+decisions into words and :func:`power_note` into the chapter's power statement
+(:mod:`mer_lib.claims` answers the paper's three claims with them).
 
 The per-clip tidy tables (columns ``system, variant, seed, clip`` and metrics) are built from
 the stored tables by :func:`attack_clips` (ΔMAE, relative ΔMAE, adversarial and clean MAE),
@@ -37,7 +37,7 @@ import pandas as pd
 from .errors import ParameterError
 from .models import get_variant
 from .plots import show_intervals
-from .stats import N_BOOT, mean_interval, paired_difference, seeds_needed
+from .stats import N_BOOT, independent_difference, mean_interval, paired_difference, seeds_needed
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,6 @@ METRICS = {
     "kendall_tau": Metric("Kendall τ", True, "more robust attributions", "less robust attributions"),
     "epoch_seconds": Metric("epoch time", False, "cheaper to train", "costlier to train"),
 }
-#: The relative half-width of "comparable" (paper_claims): A2M2E within ±25 % of aA2E's ΔMAE.
-EQUIVALENCE_MARGIN = 0.25
 
 
 def metric(name: str) -> Metric:
@@ -195,6 +193,22 @@ def interval_figure(table: pd.DataFrame, metric_name: str, decisions: pd.DataFra
     return fig
 
 
+def split_balance(values: pd.DataFrame, first, second, *, level: float = 0.95, seed: int = 0,
+                  n_boot: int = N_BOOT) -> pd.DataFrame:
+    """Per column of ``values`` (rows: clips): mean over the rows ``first`` − mean over ``second``
+    (independent samples, :func:`mer_lib.stats.independent_difference`), at the level corrected
+    over the columns; ``outcome`` ``"higher"``/``"lower"`` when the interval excludes 0, else
+    ``"unresolved"``. For the Data chapter's question: do the splits differ in their ratings?"""
+    corrected = 1 - (1 - level) / max(1, values.shape[1])
+    rows = []
+    for col in values.columns:
+        r = independent_difference(values[col].to_numpy()[first], values[col].to_numpy()[second],
+                                   level=corrected, seed=seed, n_boot=n_boot)
+        outcome = "higher" if r["low"] > 0 else "lower" if r["high"] < 0 else "unresolved"
+        rows.append({"label": col, **r, "outcome": outcome, "m": values.shape[1]})
+    return pd.DataFrame(rows)
+
+
 def fmt(v: float, digits: int = 2) -> str:
     """A number for prose: ``digits`` significant digits, "–" for NaN."""
     return "–" if not np.isfinite(v) else f"{v:.{digits}g}"
@@ -305,81 +319,6 @@ def flips(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     both = first[keys + ["outcome"]].merge(second[keys + ["outcome"]], on=keys, suffixes=("_1", "_2"))
     resolved = both.outcome_1.isin(["lower", "higher"]) & both.outcome_2.isin(["lower", "higher"])
     return both[resolved & (both.outcome_1 != both.outcome_2)].reset_index(drop=True)
-
-
-CLAIMS = (
-    "A2M2E is more robust than the black boxes A2E and A2B2E",
-    "A2M2E is comparably robust to the adversarially trained aA2E and aA2B2E",
-    "A2M2E gets there at a lower training cost than adversarial training",
-)
-
-
-def paper_claims(clips: pd.DataFrame, costs: pd.DataFrame | None = None, *, level: float = 0.95,
-                 margin: float = EQUIVALENCE_MARGIN, seed: int = 0, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """The paper's three claims (:data:`CLAIMS`), decided on ``clips`` (:func:`attack_clips`, ΔMAE)
-    and ``costs`` (:func:`model_rows` with ``epoch_seconds``; None: the cost claim is not computable).
-
-    One family of comparisons (Bonferroni over all of them): A2M2E against A2E and A2B2E (claim 1:
-    supported when both are resolved lower, contradicted when one is resolved higher); against aA2E
-    and aA2B2E (claim 2, an equivalence question: *comparable* when the corrected interval of the
-    difference lies within ±``margin`` × the adversarial system's mean ΔMAE, *not comparable* when it
-    excludes 0 and leaves that band); A2M2E's epoch time against aA2E's (claim 3). Returns one row
-    per claim: ``claim``, ``verdict`` and ``text`` (the evidence as a sentence), and the decisions
-    in ``attrs["decisions"]``.
-    """
-    robust = [("A2M2E", "A2E"), ("A2M2E", "A2B2E")]
-    adversarial = [("A2M2E", "aA2E"), ("A2M2E", "aA2B2E")]
-    family = len(robust) + len(adversarial) + (costs is not None)
-    dm = decide(clips, "delta_mae", robust + adversarial, level=level, family=family, seed=seed, n_boot=n_boot)
-    parts = [dm]
-    rows = []
-    first = dm.iloc[:2]
-    if (first.outcome == "not computable").all():
-        v1 = "not computable"
-    elif (first.better == False).any():       # noqa: E712  (None is neither)
-        v1 = "contradicted"
-    elif (first.better == True).all():        # noqa: E712
-        v1 = "supported"
-    elif (first.better == True).any():        # noqa: E712
-        v1 = "partly supported"
-    else:
-        v1 = "unresolved"
-    rows.append({"claim": CLAIMS[0], "verdict": v1, "text": " ".join(sentence(r) for _, r in first.iterrows())})
-    texts, kinds = [], []
-    for _, r in dm.iloc[2:].iterrows():
-        band = margin * abs(r.mean_b) if np.isfinite(r.mean_b) else np.nan
-        if r.outcome == "not computable":
-            kinds.append("not computable")
-            texts.append(sentence(r))
-            continue
-        within = -band <= r.low and r.high <= band
-        kinds.append("comparable" if within else "different" if r.resolved else "unresolved")
-        texts.append(f"A2M2E − {r.b} on ΔMAE: {interval_text(r)}; the band of comparability is ±{fmt(band)} "
-                     f"(±{100 * margin:.0f} % of {r.b}'s mean ΔMAE), so "
-                     + ("the two are comparable." if within else
-                        f"A2M2E is {r.outcome} and they are not comparable." if r.resolved else
-                        "the run can neither show them comparable nor different."))
-    v2 = ("supported" if all(k == "comparable" for k in kinds) else
-          "contradicted" if "different" in kinds else
-          "not computable" if all(k == "not computable" for k in kinds) else
-          "partly supported" if "comparable" in kinds else "unresolved")
-    rows.append({"claim": CLAIMS[1], "verdict": v2, "text": " ".join(texts)})
-    if costs is None:
-        rows.append({"claim": CLAIMS[2], "verdict": "not computable",
-                     "text": "These attack logs record no training time, so the cost claim cannot be checked on them."})
-    else:
-        dc = decide(costs, "epoch_seconds", [("A2M2E", "aA2E")], level=level, family=family, seed=seed,
-                    n_boot=n_boot)
-        parts.append(dc)
-        r = dc.iloc[0]
-        v3 = {"not computable": "not computable", "unresolved": "unresolved"}.get(
-            r.outcome, "supported" if r.better else "contradicted")
-        rows.append({"claim": CLAIMS[2], "verdict": v3,
-                     "text": sentence(r) + (f" (A2M2E's epoch takes {fmt(r.ratio)} × aA2E's.)"
-                                            if np.isfinite(r.ratio) else "")})
-    out = pd.DataFrame(rows)
-    out.attrs["decisions"] = pd.concat(parts, ignore_index=True)
-    return out
 
 
 def _require(table: pd.DataFrame, name: str, columns: list[str]) -> None:

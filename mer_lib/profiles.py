@@ -121,8 +121,10 @@ PROFILES: dict[str, Profile] = {
         explain_examples=24,
         # attribution metrics: one attack costs ~ attr_steps x 8 emotions x (ig_steps captum passes
         # + the surrogate's double backprop) per clip; 4 clips, 8 IG steps and 3 attack steps
-        # take ~6 s per model on one core (measured), for the ~33 models of the Attributions chapter.
-        ig_steps=8, attr_steps=3, attr_examples=4,
+        # take ~6 s per model on one core (measured). 12 clips (3 x the pairs of the interval
+        # comparisons: with 4, Kendall tau's intervals were wider than the differences between
+        # systems) cost ~18 s per model for the 23 models of the Attributions chapter.
+        ig_steps=8, attr_steps=3, attr_examples=12,
         # RAR: a step costs ~ k * (m / approx_factor) + m double-backprop passes per regularised
         # clip; m = 8, k = 3 on one clip of each batch is ~4.5x a plain step (measured on one
         # core: 120 vs 27 ms; two clips: 7x), and the two RAR variants' fine-tuning then took

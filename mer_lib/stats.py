@@ -214,6 +214,7 @@ def _paired_values(table: pd.DataFrame, metric: str, a: str, b: str):
             diff = len(set(pa.index) ^ set(pb.index))
             return None, None, (f"measured on different clips: seed {s} has {diff} clip(s) that only "
                                 f"one of {a}, {b} has"), note
+        pa = pa.sort_index()            # the clips in one order, whatever the rows' order
         pb = pb.loc[pa.index]
         bad = int(pa.isna().sum() + pb.isna().sum())
         if bad:
@@ -247,7 +248,7 @@ def paired_difference(table: pd.DataFrame, metric: str, a: str, b: str, *, level
     all_a = np.concatenate([pairs[s][0] for s in seeds])
     all_b = np.concatenate([pairs[s][1] for s in seeds])
     known = dict(mean_a=float(all_a.mean()), mean_b=float(all_b.mean()), n_seeds=len(seeds),
-                 n_pairs=len(all_a), seeds=tuple(int(s) for s in seeds), note=note,
+                 n_pairs=len(all_a), seeds=tuple(s.item() if isinstance(s, np.generic) else s for s in seeds), note=note,
                  estimate=float((all_a - all_b).mean()))
     if len(seeds) < min_seeds:
         return _not_computable(metric, a, b, level, higher_is_better,
@@ -329,7 +330,7 @@ def seeds_needed(estimate: float, half_width: float, n_seeds: int, *, level: flo
         2.0
     """
     level, power = _check_level(level), _check_level(power)
-    if not (np.isfinite(estimate) and np.isfinite(half_width)) or n_seeds < 1:
+    if not (np.isfinite(estimate) and np.isfinite(half_width) and np.isfinite(n_seeds)) or n_seeds < 1:
         return NAN
     if estimate == 0:
         return math.inf
@@ -337,3 +338,26 @@ def seeds_needed(estimate: float, half_width: float, n_seeds: int, *, level: flo
     target = abs(estimate) * z / (z + stats.norm.ppf(power))
     return float(max(2, math.ceil(n_seeds * (half_width / target) ** 2)))
 
+
+
+def independent_difference(x, y, *, level: float = 0.95, seed: int = 0, n_boot: int = N_BOOT) -> dict:
+    """mean(x) − mean(y) of two independent samples with its percentile bootstrap interval
+    (:func:`scipy.stats.bootstrap`, which does this one-level case; nothing is paired here).
+
+    Returns ``{"estimate", "low", "high", "level", "n_x", "n_y"}``.
+
+    Example:
+        >>> r = independent_difference([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        >>> r["estimate"], r["low"] < -1 < r["high"] < 1.5
+        (-1.0, True)
+    """
+    level = _check_level(level)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or len(y) < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ParameterError(f"independent_difference needs two samples of at least 2 finite values, "
+                             f"got {len(x)} and {len(y)}")
+    res = stats.bootstrap((x, y), lambda a, b, axis=-1: a.mean(axis=axis) - b.mean(axis=axis),
+                          n_resamples=n_boot, confidence_level=level, method="percentile",
+                          rng=np.random.default_rng(seed), vectorized=True)
+    return {"estimate": float(x.mean() - y.mean()), "low": float(res.confidence_interval.low),
+            "high": float(res.confidence_interval.high), "level": level, "n_x": len(x), "n_y": len(y)}

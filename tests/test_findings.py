@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from mer_lib import findings as F
+from mer_lib.claims import CLAIMS, paper_claims
 from mer_lib.experiments import Experiment
 from mer_lib.published import per_run, published_logs
 from mer_lib.runner import Runner
@@ -92,8 +93,8 @@ def test_per_clip_delta_mae_averages_to_the_figure_3_value():
 def test_the_paper_logs_support_the_first_claim_and_cannot_price_the_third():
     logs = published_logs()
     logs["variant"] = logs.variant.fillna(logs.run)
-    claims = F.paper_claims(F.attack_clips(logs), n_boot=2000)
-    assert claims.claim.tolist() == list(F.CLAIMS)
+    claims = paper_claims(F.attack_clips(logs), n_boot=2000)
+    assert claims.claim.tolist() == list(CLAIMS)
     assert claims.verdict.iloc[0] == "supported"        # A2M2E's ΔMAE resolved lower than A2E's and A2B2E's
     assert claims.verdict.iloc[2] == "not computable"
     decisions = claims.attrs["decisions"]
