@@ -29,6 +29,8 @@ Modules, one job each:
 - ``attributions``   Integrated Gradients, RAR losses, attribution-robustness metrics
 - ``experiments``, ``extensions``, ``runner``  the one experiment spec, its jobs and engines
 - ``comparison``     per-model and per-system tables across chapters (the grand comparison)
+- ``stats``          the paired hierarchical bootstrap (seeds, then clips), t-tests, power
+- ``findings``, ``claims``  the book's decision rules and words; the paper's three claims
 - ``bookbuild``, ``cli``  the book driver and ``python -m mer_lib``
 """
 __version__ = "0.1.0"

@@ -121,6 +121,26 @@ def test_glued_numbers_reach_the_prose(built_book):
     assert "40</span> clips" in html or ">40<" in html, "the clip count was not glued into the text"
 
 
+def test_every_page_decides_its_comparisons_with_intervals(built_book):
+    """Each chapter shows a numbered interval figure and a power note; the front page, executed
+    after the chapters, glues the verdicts on the paper's claims; no glue role is left unrendered."""
+    html_dir = built_book / "site" / "_build" / "html"
+    verdicts = ("supported", "contradicted", "unresolved", "not computable", "partly supported")
+    for name in _chapters():
+        html = (html_dir / f"{name}.html").read_text()
+        assert "{glue" not in html, f"{name}: an unrendered glue role"
+        assert "Power.</strong>" in html, f"{name}: no power note"
+        assert 'id="fig-' in html and "Fig. " in html, f"{name}: no numbered figure"
+    robustness = (html_dir / "robustness.html").read_text()
+    assert "The paper’s three claims" in robustness or "The paper's three claims" in robustness
+    index = (html_dir / "index.html").read_text()
+    assert "Findings of this build" in index and "{glue" not in index
+    assert sum(index.count(v) for v in verdicts) >= 3, "the front page states no verdicts"
+    nb = json.loads((built_book / "source" / "index.ipynb").read_text())
+    assert not [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+                if o.get("output_type") == "error"]
+
+
 @pytest.fixture(scope="session")
 def site_url(built_book):
     """Serve the built site on a loopback port for the browser."""
