@@ -171,10 +171,10 @@ def system_intervals(table: pd.DataFrame, metric_name: str, systems: Sequence[st
     return pd.DataFrame(rows).assign(label=systems, metric=metric_name)
 
 
-def interval_figure(table: pd.DataFrame, metric_name: str, decisions: pd.DataFrame, *, reference: str,
+def interval_figure(table: pd.DataFrame, metric_name: str, decisions: pd.DataFrame, *,
                     systems: Sequence[str] | None = None, unit: str = ""):
-    """Two panels: each system's mean with its 95 % interval, and each decision's difference to
-    ``reference`` with its corrected interval (blue: resolved better, red: resolved worse, grey:
+    """Two panels: each system's mean with its 95 % interval, and each decision's difference a − b
+    with its corrected interval (blue: resolved better, red: resolved worse, grey:
     unresolved). Returns the figure."""
     import matplotlib.pyplot as plt
 
@@ -189,7 +189,7 @@ def interval_figure(table: pd.DataFrame, metric_name: str, decisions: pd.DataFra
                    title=f"{spec.label}: mean over seeds and clips, 95 % interval")
     level = 100 * decisions.level.iloc[0] if len(decisions) else 95
     show_intervals(axes[1], diffs, zero=True, xlabel=f"difference of {spec.label}{unit}",
-                   title=f"difference to {reference}, {level:.3g} % interval (corrected)")
+                   title=f"differences, {level:.3g} % interval (corrected)")
     return fig
 
 
