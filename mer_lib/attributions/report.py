@@ -113,7 +113,7 @@ def attribution_config(exp) -> AttributionConfig:
         >>> from mer_lib.experiments import Experiment
         >>> cfg = attribution_config(Experiment.from_parameters(profile="quick"))
         >>> cfg.ig_steps, cfg.attack_ig_steps, cfg.iterations, cfg.n_examples, cfg.epsilon
-        (8, 4, 3, 4, 0.03)
+        (8, 4, 3, 12, 0.03)
     """
     return AttributionConfig(ig_steps=exp.ig_steps, baseline=exp.ig_baseline, epsilon=exp.attr_epsilon,
                              iterations=exp.attr_steps, k=exp.topk_fraction, tolerance=exp.attr_tolerance,
