@@ -220,18 +220,6 @@ def interval_text(row) -> str:
             f"[{fmt(row['low'])}, {fmt(row['high'])}]")
 
 
-def verdict(row) -> str:
-    """A short phrase for one decision: ``"lower (more robust; difference ..., CI [...])"``,
-    ``"not resolved by this run (difference ..., CI [...] includes 0)"`` or ``"not computable (reason)"``."""
-    spec = metric(row["metric"])
-    if row["outcome"] == "not computable":
-        return f"not computable ({row['reason']})"
-    if row["outcome"] == "unresolved":
-        return f"not resolved by this run ({interval_text(row)}, which includes 0)"
-    side = spec.better if row["better"] else spec.worse
-    return f"{row['outcome']} ({side}; {interval_text(row)})"
-
-
 def word(row) -> str:
     """The decision as a predicate for prose ("its explanations are ___ (compared with A2E's)"):
     the metric's better/worse word with the interval, "not resolvably different in this run
