@@ -73,7 +73,7 @@ def label(variant: str) -> str:
     """The display name of a variant; an unknown name (a published run) is kept as it is."""
     try:
         return get_variant(variant).label
-    except Exception:
+    except ParameterError:
         return str(variant)
 
 
@@ -157,9 +157,9 @@ def decide(table: pd.DataFrame, metric_name: str, pairs: Iterable[tuple[str, str
         needed = seeds_needed(d.estimate, d.half_width, d.n_seeds, level=corrected) if d.computable else np.nan
         rows.append({**d.to_dict(), "outcome": outcome, "better": better, "resolved": better is not None,
                      "m": m, "seeds_needed": needed, "label": spec.label})
-    out = pd.DataFrame(rows).drop(columns=["seeds"])
+    out = pd.DataFrame(rows)
     out["better"] = pd.Series([r["better"] for r in rows], dtype=object)    # True / False / None, never numpy
-    return out.assign(seeds=[r["seeds"] for r in rows])
+    return out
 
 
 def system_intervals(table: pd.DataFrame, metric_name: str, systems: Sequence[str] | None = None, *,
