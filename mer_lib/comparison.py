@@ -166,7 +166,8 @@ def _fill_means(out: pd.DataFrame, table: pd.DataFrame | None, name: str, column
     out.loc[known, columns] = means.loc[out.model_key[known], columns].to_numpy()
 
 
-def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5) -> pd.DataFrame:
+def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5,
+               run_dir: str | Path | None = None) -> pd.DataFrame:
     """Each system's training step timed now (one model per variant: the first given).
 
     For every variant, a copy of its model (the stored one is untouched) takes one warm-up
@@ -177,22 +178,75 @@ def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5) -> pd.
     repeats of one. Adversarial systems are timed in a plain and in an adversarial epoch,
     and their average step weights them as their epochs do (one adversarial epoch in ``adv_every``).
 
+    With a ``run_dir`` (the run store), each model's step times are stored the first time they
+    are measured (``<run_dir>/step_costs/<model key>/...``, keyed by repeats and device) and read
+    back afterwards, so every page that shows a system's cost shows the same number; only the
+    models not yet timed are timed (together, in rounds).
+
     Returns one row per variant (index): ``system``, ``step_seconds`` (plain epoch),
     ``adversarial_step_seconds`` (NaN if not adversarial), ``mean_step_seconds`` and
     ``epoch_cost`` = ``mean_step_seconds`` / that of ``reference`` (NaN when it is absent).
     """
-    import copy
-    import time
-
-    from .objectives.base import StepContext, make_objective
-
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ParameterError(f"repeats must be an integer >= 1, got {repeats!r}")
     first = {}
     for m in _as_list(models):
         first.setdefault(m.config.variant, m)
-    timers = {}                                   # (variant, epoch kind) -> one warmed-up step
+    times = _stored_step_times(first, data, repeats, run_dir) if run_dir is not None else \
+        _time_steps(first, data, repeats)
+    rows = []
+    for variant, m in first.items():
+        spec, every = get_variant(variant), m.config.adv_every
+        plain, adv = times[variant]
+        mean = plain if not spec.adversarial else ((every - 1) * plain + adv) / every
+        rows.append({"variant": variant, "system": system_label(variant), "step_seconds": plain,
+                     "adversarial_step_seconds": adv, "mean_step_seconds": mean})
+    out = pd.DataFrame(rows).set_index("variant")
+    ref = out.mean_step_seconds.get(reference, float("nan"))
+    out["epoch_cost"] = out.mean_step_seconds / ref
+    return out
 
+
+def _stored_step_times(first: dict, data, repeats: int, run_dir) -> dict:
+    """:func:`_time_steps` of the models in ``first`` not yet in the store; all read from the store."""
+    from .locks import work_lock
+    from .store import is_stored, load_table, table_dir, write_table
+
+    def folder(m):
+        device = next(m.model.parameters()).device.type
+        identity = {"measurement": "step_seconds", "version": 1, "model": m.key, "repeats": repeats,
+                    "device": device, "batch_size": m.config.batch_size}
+        return table_dir(run_dir, "step_costs", m.key, identity), identity
+
+    def stored(variant):
+        where, identity = folder(first[variant])
+        if not is_stored(where):
+            return None
+        row = load_table(where, identity).iloc[0]
+        return float(row.step_seconds), float(row.adversarial_step_seconds)
+
+    times = {v: stored(v) for v in first}
+    missing = [v for v, t in times.items() if t is None]
+    if missing:
+        with work_lock(Path(run_dir) / "step_costs" / "timing.lock", what="step timing"):
+            missing = [v for v in missing if stored(v) is None]     # timed by another worker meanwhile
+            measured = _time_steps({v: first[v] for v in missing}, data, repeats)
+            for v, (plain, adv) in measured.items():
+                where, identity = folder(first[v])
+                write_table(where, pd.DataFrame({"step_seconds": [plain], "adversarial_step_seconds": [adv]}),
+                            {"identity": identity, "key": where.name, "rows": 1})
+        times = {v: stored(v) for v in first}
+    return times
+
+
+def _time_steps(first: dict, data, repeats: int) -> dict:
+    """``{variant: (plain step seconds, adversarial step seconds or NaN)}``, timed in rounds."""
+    import copy
+    import time
+
+    from .objectives.base import StepContext, make_objective
+
+    timers = {}                                   # (variant, epoch kind) -> one warmed-up step
     for variant, m in first.items():
         cfg, spec = m.config, get_variant(variant)
         device = next(m.model.parameters()).device
@@ -213,18 +267,7 @@ def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5) -> pd.
             if device.type == "cuda":
                 torch.cuda.synchronize()
             best[key] = min(best[key], time.perf_counter() - t0)
-    rows = []
-    for variant, m in first.items():
-        spec, every = get_variant(variant), m.config.adv_every
-        plain = best[(variant, "plain")]
-        adv = best[(variant, "adversarial")] if spec.adversarial else float("nan")
-        mean = plain if not spec.adversarial else ((every - 1) * plain + adv) / every
-        rows.append({"variant": variant, "system": system_label(variant), "step_seconds": plain,
-                     "adversarial_step_seconds": adv, "mean_step_seconds": mean})
-    out = pd.DataFrame(rows).set_index("variant")
-    ref = out.mean_step_seconds.get(reference, float("nan"))
-    out["epoch_cost"] = out.mean_step_seconds / ref
-    return out
+    return {v: (best[(v, "plain")], best.get((v, "adversarial"), float("nan"))) for v in first}
 
 
 def per_system(table: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:

@@ -120,6 +120,8 @@ PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
 #: Names an IPython kernel defines itself (skipped by :meth:`Experiment.from_namespace`).
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+#: The types a parameter's value can have (what papermill injects and the parameters cell assigns).
+_PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
 
 
 def parameter_cell() -> str:
@@ -269,13 +271,16 @@ class Experiment:
 
     @classmethod
     def from_namespace(cls, namespace: dict) -> "Experiment":
-        """The spec from a notebook's globals: every non-private, non-callable name is a parameter.
+        """The spec from a notebook's globals: every non-private name holding plain data (a string,
+        number, boolean, None, list, tuple or dict) is a parameter.
 
         Called in a chapter's first code cell, the names are exactly the parameter cell's plus
-        the ones papermill injected, so a misspelt ``-p`` name is reported here.
+        the ones papermill injected (always plain data), so a misspelt ``-p`` name is reported
+        here; modules, classes, functions and other objects the cell made (e.g. a
+        :class:`~mer_lib.reproducibility.ChapterRun`) are not parameters.
         """
         params = {k: v for k, v in namespace.items()
-                  if not k.startswith("_") and k not in _KERNEL_NAMES
+                  if not k.startswith("_") and k not in _KERNEL_NAMES and isinstance(v, _PLAIN)
                   and not isinstance(v, ModuleType) and not inspect.isclass(v) and not callable(v)}
         return cls.from_parameters(**params)
 

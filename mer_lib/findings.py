@@ -36,6 +36,7 @@ import pandas as pd
 
 from .errors import ParameterError
 from .models import get_variant
+from .layout import page_figure
 from .plots import show_intervals
 from .stats import N_BOOT, independent_difference, mean_interval, paired_difference, seeds_needed
 
@@ -176,15 +177,15 @@ def interval_figure(table: pd.DataFrame, metric_name: str, decisions: pd.DataFra
     """Two panels: each system's mean with its 95 % interval, and each decision's difference a − b
     with its corrected interval (blue: resolved better, red: resolved worse, grey:
     unresolved). Returns the figure."""
-    import matplotlib.pyplot as plt
 
     spec = metric(metric_name)
     means = system_intervals(table, metric_name, systems)
     diffs = decisions.assign(label=[f"{a} − {b}" for a, b in zip(decisions.a, decisions.b)],
                              outcome=["unresolved" if r.better is None else "better" if r.better else "worse"
                                       for r in decisions.itertuples()])
-    height = 0.9 + 0.32 * max(len(means), len(diffs))
-    fig, axes = plt.subplots(1, 2, figsize=(10, height), constrained_layout=True)
+    # one panel above the other, each as wide as the page: long labels ("ExpO-F-A2E − A2E") fit
+    fig, axes = page_figure(2, 1, height=1.5 + 0.3 * (len(means) + len(diffs)),
+                            gridspec_kw={"height_ratios": [max(1, len(means)), max(1, len(diffs))]})
     show_intervals(axes[0], means, xlabel=f"{spec.label}{unit}",
                    title=f"{spec.label}: mean over seeds and clips, 95 % interval")
     level = 100 * decisions.level.iloc[0] if len(decisions) else 95

@@ -111,7 +111,7 @@ def show_intervals(ax, rows, *, labels: str = "label", zero: bool = False, xlabe
         outcome = r.get("outcome", "resolved")
         if not (np.isfinite(r["estimate"]) and np.isfinite(r["low"]) and np.isfinite(r["high"])):
             ax.annotate("n/c", (0, yi), xycoords=("axes fraction", "data"), xytext=(3, 0),
-                        textcoords="offset points", va="center", fontsize=8, color="0.4")
+                        textcoords="offset points", va="center", fontsize=9, color="0.4")
             continue
         colour = colours.get(outcome, "k")
         ax.plot([r["low"], r["high"]], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")

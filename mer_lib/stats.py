@@ -55,6 +55,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import ParameterError
+from .layout import count
 
 #: Bootstrap resamples by default: enough for the 0.05 / 8 tail of a corrected comparison.
 N_BOOT = 10_000
@@ -212,13 +213,13 @@ def _paired_values(table: pd.DataFrame, metric: str, a: str, b: str):
             return None, None, f"seed {s}: a clip appears more than once for one system", note
         if set(pa.index) != set(pb.index):
             diff = len(set(pa.index) ^ set(pb.index))
-            return None, None, (f"measured on different clips: seed {s} has {diff} clip(s) that only "
+            return None, None, (f"measured on different clips: seed {s} has {count(diff, 'clip')} that only "
                                 f"one of {a}, {b} has"), note
         pa = pa.sort_index()            # the clips in one order, whatever the rows' order
         pb = pb.loc[pa.index]
         bad = int(pa.isna().sum() + pb.isna().sum())
         if bad:
-            return None, None, (f"{bad} NaN value(s) of {metric} (seed {s}: {int(pa.isna().sum())} of {a}, "
+            return None, None, (f"{count(bad, 'NaN value')} of {metric} (seed {s}: {int(pa.isna().sum())} of {a}, "
                                 f"{int(pb.isna().sum())} of {b})"), note
         pairs[s] = (pa.to_numpy(float), pb.to_numpy(float))
     return common, pairs, "", note
@@ -252,7 +253,7 @@ def paired_difference(table: pd.DataFrame, metric: str, a: str, b: str, *, level
                  estimate=float((all_a - all_b).mean()))
     if len(seeds) < min_seeds:
         return _not_computable(metric, a, b, level, higher_is_better,
-                               f"{len(seeds)} common seed(s); an interval over seeds needs at least {min_seeds}",
+                               f"{count(len(seeds), 'seed')} in common; an interval over seeds needs at least {min_seeds}",
                                **known)
     sign = 1.0 if higher_is_better else -1.0
     groups = []
@@ -305,7 +306,7 @@ def mean_interval(table: pd.DataFrame, metric: str, system: str, *, level: float
     if not len(part):
         return {**out, "reason": f"no rows for {system!r}"}
     if part[metric].isna().any():
-        return {**out, "reason": f"{int(part[metric].isna().sum())} NaN value(s) of {metric}"}
+        return {**out, "reason": f"{count(int(part[metric].isna().sum()), 'NaN value')} of {metric}"}
     groups = [g[metric].to_numpy(float)[:, None] for _, g in part.groupby("seed", sort=True)]
     boot = hierarchical_means(groups, n_boot=n_boot, seed=seed)[:, 0]
     low, high = _interval(boot, level)

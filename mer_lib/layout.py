@@ -1,0 +1,167 @@
+"""Figures and tables for the book's page: legible at the column's width, numbered, formatted once.
+
+The book's text column is about 690 px wide in a 1280-px window. A figure drawn
+:data:`PAGE_WIDTH_IN` inches wide at :data:`DPI` dots per inch is shown at its natural size, so a
+font of :data:`MIN_FONT_PT` points stays that size on screen; a wider figure would be scaled down
+and its labels with it. :func:`book_style` sets matplotlib's defaults to those sizes,
+:func:`page_figure` makes a figure of the page's width, and :func:`glue_figure` refuses (with a
+:class:`~mer_lib.errors.ParameterError` naming the figure) one that is wider than the page or
+has text smaller than the minimum, then glues it for a ``{glue:figure}`` directive with a caption
+and a ``:name:`` (Sphinx numbers it).
+
+Tables go to the page as Markdown (:func:`glue_table`), inside a ``{table}`` directive that gives
+them a number and a caption; their numbers are formatted by :func:`number` (significant digits)
+and :func:`p_value` (``< 1e-4``, ``3.1e-3``, ``0.042``), so every page prints them alike.
+
+Example:
+    >>> number(0.000123456), number(1234.5), number(float("nan"))
+    ('0.000123', '1.23e+03', '–')
+    >>> p_value(4.567e-32), p_value(0.00312), p_value(0.0456), p_value(0.57)
+    ('< 1e-4', '3.1e-3', '0.046', '0.57')
+    >>> import pandas as pd
+    >>> print(markdown_table(pd.DataFrame({"system": ["A2E"], "r": [0.6789]}), {"system": "system", "r": "avg r"}))
+    | system   |   avg r |
+    |:---------|--------:|
+    | A2E      |   0.679 |
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import ParameterError
+
+#: The widest figure (inches) shown at its natural size in the text column.
+PAGE_WIDTH_IN = 7.0
+#: Dots per inch of the book's figures (with PAGE_WIDTH_IN: 700 px, about the column's width).
+DPI = 100
+#: The smallest font (points) a book figure may use.
+MIN_FONT_PT = 9.0
+
+STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (PAGE_WIDTH_IN, 3.2),
+         "font.size": 9.5, "axes.titlesize": 10, "axes.labelsize": 9.5, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9,
+         "figure.titlesize": 10.5}
+
+
+def book_style() -> None:
+    """Set matplotlib's defaults to the book's figure sizes and fonts (call once per chapter)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(STYLE)
+
+
+def page_figure(nrows: int = 1, ncols: int = 1, *, height: float = 3.2, **kwargs):
+    """``plt.subplots`` at the page's width (constrained layout); returns ``(fig, axes)``."""
+    import matplotlib.pyplot as plt
+
+    kwargs.setdefault("constrained_layout", True)
+    return plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, height), **kwargs)
+
+
+def figure_problems(fig) -> list[str]:
+    """What keeps ``fig`` from being legible on the page: too wide, or text below the minimum."""
+    from matplotlib.text import Text
+
+    problems = []
+    width = fig.get_size_inches()[0]
+    if width > PAGE_WIDTH_IN + 1e-6:
+        problems.append(f"it is {width:.2f} in wide (the page takes {PAGE_WIDTH_IN} in)")
+    small = sorted({round(t.get_fontsize(), 1) for t in fig.findobj(Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT - 1e-6})
+    if small:
+        problems.append(f"it has text at {small} pt (at least {MIN_FONT_PT:g} pt is legible)")
+    return problems
+
+
+def glue_figure(name: str, fig) -> None:
+    """Check ``fig`` (:func:`figure_problems`), glue it as ``name`` and close it."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    problems = figure_problems(fig)
+    if problems:
+        plt.close(fig)
+        raise ParameterError(f"figure {name!r} is not legible on the page: {'; '.join(problems)}")
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a number with its noun in the right form (``plural``: an
+    irregular plural).
+
+    Example:
+        >>> count(1, "clip"), count(12, "clip"), count(2, "is", "are")
+        ('1 clip', '12 clips', '2 are')
+    """
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def number(value, digits: int = 3) -> str:
+    """``value`` with ``digits`` significant digits; ``"–"`` for NaN or None; integers as they are."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.{digits}g}"
+    return str(value)
+
+
+def p_value(p: float) -> str:
+    """A p-value for a table or the prose: ``< 1e-4``, two digits with a short exponent below 0.01,
+    else two significant digits; ``"–"`` for NaN."""
+    if p is None or not np.isfinite(p):
+        return "–"
+    if p < 1e-4:
+        return "< 1e-4"
+    if p < 0.01:
+        mantissa, exponent = f"{p:.1e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{p:.2g}"
+
+
+def markdown_table(frame: pd.DataFrame, columns: Mapping[str, str] | None = None, *,
+                   formats: Mapping[str, Callable] | None = None, digits: int = 3,
+                   index: bool = False) -> str:
+    """``frame`` as a Markdown table: columns renamed by ``columns`` (only those, in that order,
+    when given), each cell formatted by ``formats[column]`` or :func:`number`."""
+    frame = frame.reset_index() if index else frame
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ParameterError(f"markdown_table: no column(s) {missing}; the table has {list(frame.columns)}")
+        frame = frame[list(columns)]
+    formats = dict(formats or {})
+    shown = pd.DataFrame({c: [formats[c](v) if c in formats else number(v, digits) for v in frame[c]]
+                          for c in frame.columns})
+    align = ["right" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+             else "left" for c in frame.columns]
+    if columns is not None:
+        shown.columns = [columns[c] for c in frame.columns]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def glue_table(name: str, frame: pd.DataFrame, columns: Mapping[str, str] | None = None, **kwargs) -> str:
+    """Glue ``frame`` as the Markdown table ``name`` (see :func:`markdown_table`); returns the text.
+
+    The page shows it with a number and a caption::
+
+        :::{table} What the rows and columns are.
+        :name: tbl-name
+        ```{glue:md} name
+        :format: myst
+        ```
+        :::
+    """
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    text = markdown_table(frame, columns, **kwargs)
+    glue(name, Markdown(text), display=False)
+    return text
