@@ -270,7 +270,13 @@ def summary(decisions: pd.DataFrame) -> str:
                           for r in open_.itertuples())
         parts.append(f"Not resolved by this run (difference and {100 * open_.level.iloc[0]:.3g} % interval, "
                      f"each including 0): {items}.")
-    parts += [sentence(r) for _, r in decisions.iterrows() if r["outcome"] == "not computable"]
+    blocked = decisions[decisions.outcome == "not computable"]
+    for reason, group in blocked.groupby("reason", sort=False):     # one sentence per reason
+        if len(group) == 1:
+            parts.append(sentence(group.iloc[0]))
+        else:
+            items = ", ".join(f"{r.a} vs {r.b} on {r.label}" for r in group.itertuples())
+            parts.append(f"These comparisons cannot be made in this run: {items} ({reason}).")
     return " ".join(parts)
 
 

@@ -16,8 +16,9 @@ Example:
     >>> print(run.command())
     .venv/bin/papermill book/robustness.ipynb _build/source/robustness.ipynb \\
         -p profile smoke -p device cpu -p seeds '[6]'
-    >>> "| profile |" in run.statement(now=run.started + 12.5)
-    True
+    >>> text = run.statement(now=run.started + 12.5)
+    >>> text.splitlines()[:2]
+    ['profile', ': `smoke`, the synthetic corpus']
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ class ChapterRun:
                 f"    {args}").rstrip()
 
     def statement(self, now: float | None = None) -> str:
-        """The Markdown statement: a two-column table and the re-run command."""
+        """The statement in MyST Markdown: a definition list (what: value) and the re-run command."""
         seconds = (time.time() if now is None else now) - self.started
         profile = self.changed.get("profile", "quick")
         data = self.changed.get("data", "synthetic")
@@ -140,8 +141,8 @@ class ChapterRun:
                 ("executed", self.started_utc),
                 ("wall time of this page", f"{seconds:.0f} s"
                  " (everything already in the run store was loaded, not recomputed)")]
-        table = "\n".join(["| what | this page |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
-        return (f"{table}\n\nTo execute this page again with the same parameters, then rebuild the site "
+        listing = "\n\n".join(f"{k}\n: {v}" for k, v in rows)       # a MyST definition list
+        return (f"{listing}\n\nTo execute this page again with the same parameters, then rebuild the site "
                 f"(add `-p name value` to change one):\n\n```bash\n{self.command()}\nmake site\n```")
 
 

@@ -194,3 +194,85 @@ def test_data_chapter_loads_in_chromium_with_figures_and_math(site_url):
         page.goto(f"{site_url}/index.html", wait_until="load")
         assert page.locator("a[href='data.html']").count() >= 1
         browser.close()
+
+
+#: What a page of the built site may not show: a glue role left unrendered, a path of the machine
+#: that built it (the run store, the build folder, a home directory).
+_MACHINE_PATH = r"(^|[\s'\"(=])/(tmp|home|work|root|Users|var|opt|mnt|private)/"
+
+_LAYOUT_PROBE = """() => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+  const edge = article.getBoundingClientRect().right + 1;
+  const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const scrolls = el => { for (let p = el.parentElement; p && p !== article; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return p; } return null; };
+  const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+                     (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : '');
+  const overflow = [];
+  for (const el of article.querySelectorAll('table, img, figure, .MathJax_Display, .MathJax, div.math')) {
+    if (!visible(el)) continue;
+    const box = scrolls(el);                      // inside a scroll container: that container must fit
+    const r = (box || el).getBoundingClientRect();
+    if (r.right > edge) overflow.push(name(el) + ' ends at ' + Math.round(r.right) + ' px > ' + Math.round(edge));
+    if (el.matches('.MathJax_Display, div.math') && el.scrollWidth > el.clientWidth + 1)
+      overflow.push(name(el) + ' is cut: ' + el.scrollWidth + ' px of content in ' + el.clientWidth);
+  }
+  const figures = Array.from(article.querySelectorAll('figure')).filter(visible);
+  const uncaptioned = figures.filter(f => !/^Fig\\. \\d+/.test((f.querySelector('figcaption .caption-number') || {}).textContent || ''))
+                             .map(name);
+  const bare = Array.from(article.querySelectorAll('img')).filter(i => visible(i) && !i.closest('figure')).map(i => i.alt || i.src.slice(0, 40));
+  const noalt = figures.filter(f => { const i = f.querySelector('img'); return i && (!i.alt || /\\.(png|svg|jpg)$/.test(i.alt)); }).map(name);
+  const tables = Array.from(article.querySelectorAll('table')).filter(visible);
+  const untitled = tables.filter(t => !/^Table \\d+/.test((t.querySelector('caption .caption-number') || {}).textContent || ''))
+                         .map(t => name(t) + ': ' + (t.innerText || '').slice(0, 60));
+  const repro = document.getElementById('reproducibility');
+  return {overflow, uncaptioned, bare, noalt, untitled, figures: figures.length, tables: tables.length,
+          page_width: document.documentElement.scrollWidth, window: window.innerWidth,
+          text: document.body.innerText, repro: repro ? repro.innerText : ''};
+}"""
+
+
+def test_every_page_reads_like_a_paper_in_chromium(site_url, built_book):
+    """At a 1280-px window, on every page: no table, figure or equation runs past the text column
+    (a table may scroll inside its own container); every figure has a number, a caption and alt
+    text; every table a number and a caption; no unrendered glue and no path of the building
+    machine; a reproducibility statement with the commit and the papermill command. Screenshots
+    of every page are written beside the site (the failure message names the folder)."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    shots = built_book / "screenshots"
+    shots.mkdir(exist_ok=True)
+    problems, counts = [], {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for name in ["index", *_chapters()]:
+            page.goto(f"{site_url}/{name}.html", wait_until="load")
+            page.wait_for_function("!window.MathJax || !MathJax.Hub || (MathJax.Hub.queue.pending === 0 "
+                                   "&& MathJax.Hub.queue.running === 0)", timeout=60000)
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            got = page.evaluate(_LAYOUT_PROBE)
+            counts[name] = {"figures": got["figures"], "tables": got["tables"]}
+            where = f"{name}.html"
+            problems += [f"{where}: overflow: {o}" for o in got["overflow"]]
+            if got["page_width"] > got["window"]:
+                problems.append(f"{where}: the page scrolls sideways ({got['page_width']} px > {got['window']})")
+            problems += [f"{where}: figure without a number and caption: {f}" for f in got["uncaptioned"]]
+            problems += [f"{where}: image outside a numbered figure: {f}" for f in got["bare"]]
+            problems += [f"{where}: figure without alt text: {f}" for f in got["noalt"]]
+            problems += [f"{where}: table without a number and caption: {t}" for t in got["untitled"]]
+            if "{glue" in got["text"]:
+                problems.append(f"{where}: an unrendered glue role")
+            path = re.search(_MACHINE_PATH, got["text"], flags=re.M)
+            if path:
+                problems.append(f"{where}: a path of the building machine: …{got['text'][path.start():path.end() + 40]!r}")
+            if not ("git commit" in got["repro"] and "papermill" in got["repro"] and "wall time" in got["repro"]):
+                problems.append(f"{where}: no reproducibility statement (commit, wall time, papermill command)")
+        browser.close()
+    (shots / "counts.json").write_text(json.dumps(counts, indent=2))
+    assert not problems, f"{len(problems)} layout problem(s) (screenshots in {shots}):\n" + "\n".join(problems)
+    assert sum(c["figures"] for c in counts.values()) >= 20 and sum(c["tables"] for c in counts.values()) >= 15, counts

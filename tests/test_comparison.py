@@ -143,6 +143,39 @@ def test_step_costs_time_each_objective_on_a_copy():
         step_costs(models, data, repeats=0)
 
 
+def test_stored_step_costs_are_measured_once_and_read_by_every_page(tmp_path, monkeypatch):
+    import mer_lib.comparison as comparison
+
+    g = torch.Generator().manual_seed(0)
+    n = 12
+    data = MerTensors(x=torch.randn(n, 1, 32, 24, generator=g), emotions=torch.rand(n, 8, generator=g),
+                      midlevel=None, split=split_indices(n), ids=[f"{i}" for i in range(n)], mean=0.0, std=1.0,
+                      identity="steps")
+    models = {}
+    for variant, opts in (("a2e", None), ("expos_a2e", {"reg_batch": 2, "bands": 2, "segments": 2}),
+                          ("a2b2e", None)):
+        cfg = TrainConfig(variant, seed=0, batch_size=4, width=0.0625, objective_options=opts)
+        torch.manual_seed(0)
+        models[variant] = SimpleNamespace(model=build_model(variant, 0.0625).eval(), key=f"k-{variant}", config=cfg)
+    calls = []
+    real = comparison._time_steps
+    monkeypatch.setattr(comparison, "_time_steps",
+                        lambda first, *a: calls.append(sorted(first)) or real(first, *a))
+    page_one = step_costs([models["a2e"], models["expos_a2e"]], data, repeats=2, run_dir=tmp_path)
+    page_two = step_costs(list(models.values()), data, repeats=2, run_dir=tmp_path)
+    # the second page times only the model it adds; the shared systems show the first page's numbers
+    assert calls == [["a2e", "expos_a2e"], ["a2b2e"]]
+    for v in ("a2e", "expos_a2e"):
+        assert page_two.loc[v, "step_seconds"] == page_one.loc[v, "step_seconds"]
+        assert page_two.loc[v, "epoch_cost"] == page_one.loc[v, "epoch_cost"]
+    again = step_costs(list(models.values()), data, repeats=2, run_dir=tmp_path)
+    assert calls == [["a2e", "expos_a2e"], ["a2b2e"]]                 # nothing timed a third time
+    pd.testing.assert_frame_equal(again, page_two)
+    # another number of repeats is another measurement
+    step_costs([models["a2e"]], data, repeats=3, run_dir=tmp_path)
+    assert calls[-1] == ["a2e"]
+
+
 def test_attribution_tables_feed_per_model_and_the_grand_table(tmp_path):
     from mer_lib.attributions.report import AttributionConfig
     from mer_lib.comparison import attribution_tables, grand_table
