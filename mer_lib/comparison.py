@@ -179,9 +179,11 @@ def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5,
     and their average step weights them as their epochs do (one adversarial epoch in ``adv_every``).
 
     With a ``run_dir`` (the run store), each model's step times are stored the first time they
-    are measured (``<run_dir>/step_costs/<model key>/...``, keyed by repeats and device) and read
-    back afterwards, so every page that shows a system's cost shows the same number; only the
-    models not yet timed are timed (together, in rounds).
+    are measured (``<run_dir>/step_costs/<model key>/...``, keyed by repeats, device and the
+    reference model), together with the reference's step time *of the same session*, and read
+    back afterwards: every page that shows a system's cost shows the same number, and a cost is
+    always a ratio of two steps timed side by side under the same machine load. Only the models
+    not yet timed are timed (together with the reference, in rounds).
 
     Returns one row per variant (index): ``system``, ``step_seconds`` (plain epoch),
     ``adversarial_step_seconds`` (NaN if not adversarial), ``mean_step_seconds`` and
@@ -192,30 +194,40 @@ def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5,
     first = {}
     for m in _as_list(models):
         first.setdefault(m.config.variant, m)
-    times = _stored_step_times(first, data, repeats, run_dir) if run_dir is not None else \
-        _time_steps(first, data, repeats)
+    if run_dir is None:
+        times = _time_steps(first, data, repeats)
+        ref = _mean_step(first[reference], *times[reference]) if reference in first else float("nan")
+        sessions = {v: (*t, ref) for v, t in times.items()}
+    else:
+        sessions = _stored_step_times(first, data, repeats, run_dir, reference)
     rows = []
     for variant, m in first.items():
-        spec, every = get_variant(variant), m.config.adv_every
-        plain, adv = times[variant]
-        mean = plain if not spec.adversarial else ((every - 1) * plain + adv) / every
+        plain, adv, ref = sessions[variant]
+        mean = _mean_step(m, plain, adv)
         rows.append({"variant": variant, "system": system_label(variant), "step_seconds": plain,
-                     "adversarial_step_seconds": adv, "mean_step_seconds": mean})
-    out = pd.DataFrame(rows).set_index("variant")
-    ref = out.mean_step_seconds.get(reference, float("nan"))
-    out["epoch_cost"] = out.mean_step_seconds / ref
-    return out
+                     "adversarial_step_seconds": adv, "mean_step_seconds": mean, "epoch_cost": mean / ref})
+    return pd.DataFrame(rows).set_index("variant")
 
 
-def _stored_step_times(first: dict, data, repeats: int, run_dir) -> dict:
-    """:func:`_time_steps` of the models in ``first`` not yet in the store; all read from the store."""
+def _mean_step(model, plain: float, adv: float) -> float:
+    """The average step of an epoch: adversarial systems run one adversarial epoch in ``adv_every``."""
+    every = model.config.adv_every
+    return plain if not get_variant(model.config.variant).adversarial else ((every - 1) * plain + adv) / every
+
+
+def _stored_step_times(first: dict, data, repeats: int, run_dir, reference: str) -> dict:
+    """``{variant: (plain, adversarial, reference's mean step of the same session)}``: read from the
+    store, the missing models timed (with the reference) and stored first."""
     from .locks import work_lock
     from .store import is_stored, load_table, table_dir, write_table
 
+    ref_model = first.get(reference)
+
     def folder(m):
         device = next(m.model.parameters()).device.type
-        identity = {"measurement": "step_seconds", "version": 1, "model": m.key, "repeats": repeats,
-                    "device": device, "batch_size": m.config.batch_size}
+        identity = {"measurement": "step_seconds", "version": 2, "model": m.key, "repeats": repeats,
+                    "device": device, "batch_size": m.config.batch_size,
+                    "reference": None if ref_model is None else ref_model.key}
         return table_dir(run_dir, "step_costs", m.key, identity), identity
 
     def stored(variant):
@@ -223,17 +235,20 @@ def _stored_step_times(first: dict, data, repeats: int, run_dir) -> dict:
         if not is_stored(where):
             return None
         row = load_table(where, identity).iloc[0]
-        return float(row.step_seconds), float(row.adversarial_step_seconds)
+        return float(row.step_seconds), float(row.adversarial_step_seconds), float(row.reference_step_seconds)
 
     times = {v: stored(v) for v in first}
-    missing = [v for v, t in times.items() if t is None]
-    if missing:
+    if any(t is None for t in times.values()):
         with work_lock(Path(run_dir) / "step_costs" / "timing.lock", what="step timing"):
-            missing = [v for v in missing if stored(v) is None]     # timed by another worker meanwhile
-            measured = _time_steps({v: first[v] for v in missing}, data, repeats)
-            for v, (plain, adv) in measured.items():
+            missing = [v for v in first if stored(v) is None]     # another worker may have timed some
+            session = [*missing, *([reference] if ref_model is not None and reference not in missing else [])]
+            measured = _time_steps({v: first[v] for v in session}, data, repeats)
+            ref = _mean_step(ref_model, *measured[reference]) if ref_model is not None else float("nan")
+            for v in missing:
+                plain, adv = measured[v]
                 where, identity = folder(first[v])
-                write_table(where, pd.DataFrame({"step_seconds": [plain], "adversarial_step_seconds": [adv]}),
+                write_table(where, pd.DataFrame({"step_seconds": [plain], "adversarial_step_seconds": [adv],
+                                                 "reference_step_seconds": [ref]}),
                             {"identity": identity, "key": where.name, "rows": 1})
         times = {v: stored(v) for v in first}
     return times

@@ -131,8 +131,10 @@ def seeds_text(exp) -> str:
         'the 3 seeds (2 for the extension systems: 6, 21)'
         >>> seeds_text(Experiment.from_parameters(profile="quick", extension_seeds=[6, 21, 42]))
         'the 3 seeds'
+        >>> seeds_text(Experiment.from_parameters(profile="smoke"))
+        'a single seed (6)'
     """
-    text = f"the {len(exp.seeds)} seed{'s' if len(exp.seeds) != 1 else ''}"
+    text = f"the {len(exp.seeds)} seeds" if len(exp.seeds) != 1 else f"a single seed ({exp.seeds[0]})"
     if exp.extension_seeds != exp.seeds:
         text += (f" ({len(exp.extension_seeds)} for the extension systems: "
                  f"{', '.join(map(str, exp.extension_seeds))})")

@@ -100,6 +100,19 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+def listing(items) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"`` (``"none"`` for no items).
+
+    Example:
+        >>> listing(["A2E"]), listing(["A2E", "A2M2E", "aA2E"]), listing([])
+        ('A2E', 'A2E, A2M2E and aA2E', 'none')
+    """
+    items = [str(i) for i in items]
+    if not items:
+        return "none"
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def number(value, digits: int = 3) -> str:
     """``value`` with ``digits`` significant digits; ``"–"`` for NaN or None; integers as they are."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
@@ -126,6 +139,29 @@ def p_value(p: float) -> str:
     return f"{p:.2g}"
 
 
+def spread(mean: float, std: float, digits: int = 3) -> str:
+    """A table cell ``"mean ± std"`` (the std to 2 digits); the mean alone where there is no spread
+    (one seed: NaN std).
+
+    Example:
+        >>> spread(0.66412, 0.0123), spread(0.5, float("nan"))
+        ('0.664 ± 0.012', '0.5')
+    """
+    if std is None or not np.isfinite(std):
+        return number(mean, digits)
+    return f"{number(mean, digits)} ± {number(std, 2)}"
+
+
+def lookup(frame: pd.DataFrame, row, column: str) -> float:
+    """``frame.loc[row, column]`` as a float, NaN where the row is missing (a system not in this run)."""
+    return float(frame.loc[row, column]) if row in frame.index else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    """``a / b``, NaN where either is missing or ``b`` is 0."""
+    return a / b if np.isfinite(a) and np.isfinite(b) and b != 0 else float("nan")
+
+
 def markdown_table(frame: pd.DataFrame, columns: Mapping[str, str] | None = None, *,
                    formats: Mapping[str, Callable] | None = None, digits: int = 3,
                    index: bool = False) -> str:
@@ -145,6 +181,51 @@ def markdown_table(frame: pd.DataFrame, columns: Mapping[str, str] | None = None
     if columns is not None:
         shown.columns = [columns[c] for c in frame.columns]
     return shown.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def glue_number(name: str, value, digits: int = 3, *, fmt: str | None = None) -> str:
+    """Glue ``value`` for the prose (``{glue:md}`name```) formatted as the tables format it
+    (:func:`number`), or with the format spec ``fmt`` (e.g. ``".2f"``); ``"–"`` for NaN."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    missing = value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value))
+    text = number(value, digits) if fmt is None or missing else format(value, fmt)
+    glue(name, Markdown(text), display=False)
+    return text
+
+
+def glue_p(name: str, p: float) -> str:
+    """Glue a p-value for the prose, written after "p": ``"< 1e-4"`` or ``"= 0.046"``."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    text = p_value(p)
+    text = text if text.startswith("<") else f"= {text}"
+    glue(name, Markdown(text), display=False)
+    return text
+
+
+def placeholder_figure(text: str):
+    """A one-line figure standing in for a plot this run cannot draw (its data lack what it needs),
+    so that every numbered figure of the page exists."""
+    fig, ax = page_figure(height=0.8)
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+def log_x(ax, values) -> None:
+    """A log x axis with 3–4 ticks in plain numbers (``values`` may span less than a decade)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    ax.set_xscale("log")
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v):
+        ax.set_xticks(sorted({float(f"{t:.2g}") for t in np.geomspace(v.min(), v.max(), 4)}))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:.2g}"))
 
 
 def glue_table(name: str, frame: pd.DataFrame, columns: Mapping[str, str] | None = None, **kwargs) -> str:

@@ -163,13 +163,15 @@ def test_stored_step_costs_are_measured_once_and_read_by_every_page(tmp_path, mo
                         lambda first, *a: calls.append(sorted(first)) or real(first, *a))
     page_one = step_costs([models["a2e"], models["expos_a2e"]], data, repeats=2, run_dir=tmp_path)
     page_two = step_costs(list(models.values()), data, repeats=2, run_dir=tmp_path)
-    # the second page times only the model it adds; the shared systems show the first page's numbers
-    assert calls == [["a2e", "expos_a2e"], ["a2b2e"]]
+    # the second page times only the model it adds (beside the reference, for its ratio); the
+    # shared systems show the first page's numbers
+    assert calls == [["a2e", "expos_a2e"], ["a2b2e", "a2e"]]
     for v in ("a2e", "expos_a2e"):
         assert page_two.loc[v, "step_seconds"] == page_one.loc[v, "step_seconds"]
         assert page_two.loc[v, "epoch_cost"] == page_one.loc[v, "epoch_cost"]
     again = step_costs(list(models.values()), data, repeats=2, run_dir=tmp_path)
-    assert calls == [["a2e", "expos_a2e"], ["a2b2e"]]                 # nothing timed a third time
+    assert calls == [["a2e", "expos_a2e"], ["a2b2e", "a2e"]]          # nothing timed a third time
+    assert page_two.loc["a2e", "epoch_cost"] == 1.0
     pd.testing.assert_frame_equal(again, page_two)
     # another number of repeats is another measurement
     step_costs([models["a2e"]], data, repeats=3, run_dir=tmp_path)
