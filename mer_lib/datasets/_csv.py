@@ -17,6 +17,7 @@ Example:
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from contextlib import contextmanager
@@ -67,13 +68,28 @@ def readable(what: str = "file") -> Iterator[None]:
 
 
 def _read_text(path: Path, what: str = "file") -> str:
-    """The file's text (UTF-8 with or without BOM, else Latin-1); DataLayoutError if unreadable."""
+    """The file's text, the same whatever editor or system wrote it; DataLayoutError if unreadable.
+
+    UTF-8 (else Latin-1); a leading UTF-8 byte-order mark is dropped; Windows (CRLF) and
+    old-Mac (CR-only) line ends become LF, inside quoted cells too, so that every reader
+    of a table sees one line per row.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+        >>> _ = p.write_bytes(b"\\xef\\xbb\\xbfid,x\\r1,0.5\\r\\n2,0.7\\r")
+        >>> _read_text(p)
+        'id,x\\n1,0.5\\n2,0.7\\n'
+    """
     with readable(what):
         raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        text = raw.decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def first_row_is_numeric(path: str | Path, sep: str = ",", what: str = "table") -> bool:
