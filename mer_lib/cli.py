@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
 #: The data options (every command takes them).
 DATA_OPTIONS = ("profile", "device", "data", "n_clips", "clip_seconds", "corpus_seed", "spurious_cue",
                 "excerpt_seconds", "excerpt_seed")
-_LISTS = ("variants", "seeds", "modes", "epsilons")
+#: The list parameters: comma-separated or a Python list on the command line ("None": the default).
+_LISTS = ("variants", "seeds", "modes", "epsilons", "extension_seeds", "expo_variants", "c_values",
+          "rar_variants")
 
 
 def _add_experiment_options(parser: argparse.ArgumentParser, *, only=None, skip=()) -> None:
@@ -123,7 +125,8 @@ def _experiment(args: argparse.Namespace, **fixed):
     for name in PARAMETER_NAMES:
         value = getattr(args, name, None)
         if value is not None:
-            params[name] = parse_cli_list(value) if name in _LISTS else value
+            listed = name in _LISTS and value.strip() != "None"
+            params[name] = parse_cli_list(value) if listed else value
     params.update(fixed)
     return Experiment.from_parameters(**params)
 

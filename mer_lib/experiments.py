@@ -160,15 +160,40 @@ def parse_parameters(params: dict) -> dict:
 # Checks of single parameters
 # --------------------------------------------------------------------------------------
 
-def check_variants(variants) -> list[str]:
-    """Validate a list of variant names (a papermill parameter) and return it as a list."""
-    from .models import get_variant
+#: The variant lists restricted to one family: parameter -> (the family in words, its objectives' test).
+VARIANT_FAMILIES = {
+    "expo_variants": ("ExpO variants (expof_*, expos_*)", lambda objective: objective.startswith("expo")),
+    "rar_variants": ("RAR variants (ignorm_*, igsumnorm_*)", lambda objective: objective in ("ig_norm", "ig_sum_norm")),
+}
+
+
+def check_variants(variants, name: str = "variants") -> list[str]:
+    """Validate a list of distinct variant names (the papermill parameter ``name``); return it as a list.
+
+    ``expo_variants`` and ``rar_variants`` must name variants of their family
+    (:data:`VARIANT_FAMILIES`). Every message names ``name`` and ends with the value it got.
+    """
+    from .models import VARIANTS, Variant
 
     if isinstance(variants, str) or not isinstance(variants, (list, tuple)) or not variants:
-        raise ParameterError(f"variants must be a non-empty list of variant names, got {variants!r}")
-    names = [get_variant(v).name for v in variants]
+        raise ParameterError(f"{name} must be a non-empty list of variant names, got {variants!r}")
+    found = []
+    for item in variants:
+        if isinstance(item, Variant):
+            found.append(item)
+        elif isinstance(item, str) and item.lower() in VARIANTS:
+            found.append(VARIANTS[item.lower()])
+        else:
+            raise ParameterError(f"unknown model variant {item!r} in {name}; known variants: {sorted(VARIANTS)}; "
+                                 f"got {variants!r}")
+    if name in VARIANT_FAMILIES:
+        family, member = VARIANT_FAMILIES[name]
+        other = [v.name for v in found if not member(v.objective)]
+        if other:
+            raise ParameterError(f"{name} must name {family} only; {other[0]!r} is not one, got {variants!r}")
+    names = [v.name for v in found]
     if len(set(names)) != len(names):
-        raise ParameterError(f"variants must not repeat a name, got {variants!r}")
+        raise ParameterError(f"{name} must not repeat a variant, got {variants!r}")
     return names
 
 
@@ -181,6 +206,17 @@ def check_seeds(seeds, name: str = "seeds") -> list[int]:
     if not ok:
         raise ParameterError(f"{name} must be a non-empty list of distinct integers in [0, 2**32), got {seeds!r}")
     return [int(s) for s in seeds]
+
+
+def check_distinct_numbers(name: str, values) -> list[float]:
+    """Validate a non-empty list of distinct finite numbers > 0 (a papermill parameter ``name``)."""
+    try:
+        numbers = [float(x) for x in check_number_list(name, values)]
+    except ParameterError:
+        numbers = None
+    if numbers is None or len(set(numbers)) != len(numbers):
+        raise ParameterError(f"{name} must be a non-empty list of distinct finite numbers > 0, got {values!r}")
+    return numbers
 
 
 def _optional(name: str, value: Any, check) -> Any:
@@ -345,12 +381,7 @@ class Experiment:
         logs = v["reference_logs"]
         if logs is not None and not (isinstance(logs, (str, Path)) and Path(logs).expanduser().is_dir()):
             raise ParameterError(f"reference_logs must be None or an existing folder, got {logs!r}")
-        expo_variants = tuple(check_variants(v["expo_variants"]))
-        for name in expo_variants:
-            from .models import get_variant
-
-            if not get_variant(name).objective.startswith("expo"):
-                raise ParameterError(f"expo_variants must name ExpO variants (expof_*, expos_*), got {name!r}")
+        expo_variants = tuple(check_variants(v["expo_variants"], "expo_variants"))
         if v["extension_seeds"] is None:
             extension_seeds = seeds[:prof.extension_seeds]          # None: all
         else:
@@ -358,13 +389,14 @@ class Experiment:
             outside = [s for s in extension_seeds if s not in seeds]
             if outside:
                 raise ParameterError(f"extension_seeds must be some of seeds {list(seeds)} (the extension "
-                                     f"systems are compared seed by seed with the paper's), got {outside} outside")
+                                     f"systems are compared seed by seed with the paper's); {outside} are not, "
+                                     f"got {v['extension_seeds']!r}")
         extensions = dict(
             extension_seeds=tuple(extension_seeds),
             expo_variants=expo_variants,
             expo_c=float(check_positive("expo_c", prof.expo_c if v["expo_c"] is None else v["expo_c"],
                                         allow_zero=True)),
-            c_values=tuple(sorted(float(c) for c in check_number_list("c_values", v["c_values"]))),
+            c_values=tuple(sorted(check_distinct_numbers("c_values", v["c_values"]))),
             patch_bands=pick("patch_bands", _at_least(1)), patch_segments=pick("patch_segments", _at_least(1)),
             sigma_eval=_positive_number("sigma_eval", v["sigma_eval"]),
             n_neighbours_eval=check_int("n_neighbours_eval", v["n_neighbours_eval"], minimum=1),
@@ -382,12 +414,7 @@ class Experiment:
             topk_fraction=check_fraction("topk_fraction", v["topk_fraction"]),
             attr_examples=_optional("attr_examples", prof.attr_examples if v["attr_examples"] is None
                                     else v["attr_examples"], _at_least(1)))
-        rar_variants = tuple(check_variants(v["rar_variants"]))
-        for name in rar_variants:
-            from .models import get_variant
-
-            if get_variant(name).objective not in ("ig_norm", "ig_sum_norm"):
-                raise ParameterError(f"rar_variants must name RAR variants (ignorm_*, igsumnorm_*), got {name!r}")
+        rar_variants = tuple(check_variants(v["rar_variants"], "rar_variants"))
         rar = dict(
             rar_variants=rar_variants,
             rar_lambda=float(check_positive("rar_lambda", v["rar_lambda"], allow_zero=True)),

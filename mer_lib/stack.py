@@ -196,10 +196,14 @@ class ModelStack(nn.Module):
         return f"k={self.k}, variant={self.variant!r}, width={self.width}"
 
 
+class StackSizeError(StackError, ParameterError):
+    """A bad ``stack_size``: a stack error and a bad parameter value (the CLI exits 2 with one line)."""
+
+
 def check_stack_size(k) -> int:
-    """``k`` as an int >= 1, else :class:`StackError` naming ``stack_size``."""
+    """``k`` as an int >= 1, else :class:`StackSizeError` naming ``stack_size``."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise StackError(f"stack_size must be an integer >= 1, got {k!r}")
+        raise StackSizeError(f"stack_size must be an integer >= 1, got {k!r}")
     return k
 
 

@@ -267,6 +267,9 @@ def test_every_page_reads_like_a_paper_in_chromium(site_url, built_book):
             problems += [f"{where}: table without a number and caption: {t}" for t in got["untitled"]]
             if "{glue" in got["text"]:
                 problems.append(f"{where}: an unrendered glue role")
+            for raw in (":::{", "```{", "{numref}", "{cite"):
+                if raw in got["text"]:
+                    problems.append(f"{where}: unrendered MyST markup {raw!r} (a fence closed too early?)")
             path = re.search(_MACHINE_PATH, got["text"], flags=re.M)
             if path:
                 problems.append(f"{where}: a path of the building machine: …{got['text'][path.start():path.end() + 40]!r}")
