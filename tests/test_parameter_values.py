@@ -16,7 +16,7 @@ import mer_lib.data
 import mer_lib.stack_training
 import mer_lib.training
 from mer_lib.cli import main
-from mer_lib.errors import MerError, ParameterError
+from mer_lib.errors import ParameterError
 from mer_lib.experiments import PARAMETER_NAMES, Experiment
 from mer_lib.profiles import get_profile
 
