@@ -255,14 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     except MerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except subprocess.CalledProcessError as err:      # before the catch-all below, which re-raises it
+        print(f"error: the site build failed (jupyter-book exited with status {err.returncode}; its "
+              f"warnings are above)", file=sys.stderr)
+        return 1
     except Exception as err:  # papermill's execution error: name the chapter and the cause
         if type(err).__name__ != "PapermillExecutionError":
             raise
         print(f"error: a chapter failed: {err.ename}: {err.evalue}\n"
               f"  (the partly executed notebook is in {staged}/*.running.ipynb)", file=sys.stderr)
-        return 1
-    except subprocess.CalledProcessError as err:
-        print(f"error: the site build failed ({err})", file=sys.stderr)
         return 1
     for name, secs in times.items():
         print(f"  {name:30s} {secs:7.1f} s")
