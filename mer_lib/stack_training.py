@@ -443,7 +443,7 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
             if todo and can_stack(configs[0]):
                 by_epoch: dict[int, list[int]] = {}
                 for i in todo:
-                    by_epoch.setdefault(_resume_epoch(dirs[i]), []).append(i)
+                    by_epoch.setdefault(_resume_epoch(dirs[i], T.run_identity(configs[i], data)), []).append(i)
                 stacked = max(by_epoch.values(), key=len)
                 if len(stacked) > 1:
                     try:
@@ -467,12 +467,17 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
     return out
 
 
-def _resume_epoch(folder: Path) -> int:
-    """The epoch a model folder's ``state.pt`` resumes from (0 when there is none or it is unreadable)."""
-    try:
-        return int(torch.load(folder / "state.pt", map_location="cpu", weights_only=True)["epoch"])
-    except Exception:   # absent or damaged: train() / train_stack() start it afresh
+def _resume_epoch(folder: Path, identity: dict) -> int:
+    """The epoch a model folder's ``state.pt`` resumes from (0 when there is none).
+
+    The state is checked as :func:`~mer_lib.training.train` checks it: a damaged one, or one of
+    another configuration, is renamed to ``state.pt.corrupt`` with a warning (and the model
+    starts afresh), so that the members grouped by this epoch resume from it.
+    """
+    if not (folder / "state.pt").is_file():
         return 0
+    state = T._load_resume_state(folder, identity)
+    return 0 if state is None else int(state["epoch"])
 
 
 __all__ = ["train_stack", "get_trained_stack", "check_stackable", "can_stack", "StackTrainingError",

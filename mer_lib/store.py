@@ -17,6 +17,11 @@ machine (new paths, new mtimes) finds every stored model and table, and a new co
 version computes under new keys instead of reading stale results. Work units are guarded by
 :func:`mer_lib.locks.work_lock` and written atomically.
 
+Damaged files: ``meta.json`` records the sha256 of ``table.csv``; a stored table whose files
+cannot be read, do not match that checksum or miss rows is not stored (:func:`is_stored`):
+:func:`get_table` moves it aside to ``<folder>.corrupt`` and computes it again, saying so on
+stderr. A ``meta.json`` of another identity raises :class:`CheckpointError` naming it.
+
 Example:
     >>> import tempfile
     >>> home = open_store(tempfile.mkdtemp())
@@ -26,9 +31,11 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +93,8 @@ def open_store(home: str | Path) -> Path:
 # --------------------------------------------------------------------------------------
 
 TABLE, META = "table.csv", "meta.json"
+#: The field of ``meta.json`` holding the sha256 of ``table.csv``'s bytes (absent in older stores).
+CHECKSUM = "sha256"
 #: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
@@ -101,38 +110,122 @@ def table_dir(run_dir: str | Path, kind: str, model_key: str, identity: dict) ->
     return Path(run_dir) / kind / str(model_key) / identity_key(identity)
 
 
+class _Damaged(Exception):
+    """A stored table that cannot be trusted: ``path`` names the file at fault, ``reason`` says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _read(folder: Path) -> tuple[dict, pd.DataFrame]:
+    """``(meta, table)`` of a stored folder, both checked; raises :class:`_Damaged` naming the file.
+
+    ``meta.json`` must be a JSON object with an ``identity``; ``table.csv`` must match the
+    checksum ``meta.json`` records for it (tables stored before checksums: parse, with the
+    recorded number of rows).
+    """
+    try:
+        meta = json.loads((folder / META).read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _Damaged(folder / META, f"it cannot be read: {type(exc).__name__}: {exc}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("identity"), dict):
+        raise _Damaged(folder / META, "it is not a stored result's metadata (no identity)")
+    try:
+        raw = (folder / TABLE).read_bytes()
+    except OSError as exc:
+        raise _Damaged(folder / TABLE, f"it cannot be read: {exc.strerror or exc}") from None
+    digest = meta.get(CHECKSUM)
+    if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
+        raise _Damaged(folder / TABLE, f"its content does not match the checksum recorded in {folder / META}")
+    try:
+        table = pd.read_csv(io.BytesIO(raw), dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
+    except Exception as exc:   # noqa: BLE001 - whatever pandas makes of a garbled file, it cannot be used
+        raise _Damaged(folder / TABLE, f"it cannot be parsed: {type(exc).__name__}: {exc}") from None
+    rows = meta.get("rows")
+    if rows is not None and rows != len(table):
+        raise _Damaged(folder / TABLE, f"it has {len(table)} rows, {folder / META} records {rows}")
+    return meta, table
+
+
 def is_stored(folder: str | Path) -> bool:
-    """True when ``folder`` holds a complete stored table."""
-    return (Path(folder) / META).is_file()
+    """True when ``folder`` holds a complete stored table whose files are intact.
+
+    A damaged one (unreadable, truncated, not matching its checksum) is not stored: asking
+    for it (:func:`get_table`) moves it aside and computes it again.
+    """
+    folder = Path(folder)
+    if not (folder / META).is_file():
+        return False
+    try:
+        _read(folder)
+    except _Damaged:
+        return False
+    return True
+
+
+def _checked(folder: Path, meta: dict, expected: dict | None) -> None:
+    if expected is not None and meta.get("identity") != expected:
+        raise CheckpointError(f"{folder / META}: the stored result {folder} was computed for "
+                              f"{meta.get('identity')}, not for {expected}; delete the folder to "
+                              f"recompute it")
 
 
 def load_table(folder: str | Path, expected: dict | None = None) -> pd.DataFrame:
-    """The table stored in ``folder``; with ``expected`` (its identity) checked first."""
+    """The table stored in ``folder``; with ``expected`` (its identity) checked first.
+
+    Raises:
+        CheckpointError: a file is missing or damaged, or the folder holds another identity
+            (the message names the file).
+    """
     folder = Path(folder)
     try:
-        meta = json.loads((folder / META).read_text())
-        table = pd.read_csv(folder / TABLE, dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read the stored result {folder} ({exc}); delete the folder "
-                              f"to recompute it") from None
-    if expected is not None and meta.get("identity") != expected:
-        raise CheckpointError(f"the stored result {folder} was computed for {meta.get('identity')}, "
-                              f"not for {expected}; delete the folder to recompute it")
+        meta, table = _read(folder)
+    except _Damaged as damage:
+        raise CheckpointError(f"the stored result {folder} is damaged: {damage.path}: {damage.reason}; "
+                              f"delete the folder to recompute it") from None
+    _checked(folder, meta, expected)
     return table
 
 
+def _set_aside(folder: Path, damage: _Damaged) -> None:
+    """Move a damaged stored folder to ``<folder>.corrupt`` (replacing an older one), saying so on stderr."""
+    aside = folder.with_name(folder.name + ".corrupt")
+    try:
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.rename(folder, aside)
+        where = f"moved it to {aside}"
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        where = "removed it"
+    print(f"mer_lib: the stored result {folder} is damaged ({damage.path}: {damage.reason}); "
+          f"{where} and computing it again", file=sys.stderr, flush=True)
+
+
 def write_table(folder: Path, table: pd.DataFrame, meta: dict) -> None:
-    """Write both files into a temporary sibling folder, then rename it into place (atomic)."""
+    """Write both files into a temporary sibling folder, then rename it into place (atomic).
+
+    ``meta.json`` gets the checksum of ``table.csv`` (:data:`CHECKSUM`). A damaged table
+    already in ``folder`` is moved aside first (with a line on stderr).
+    """
+    data = table.to_csv(index=False).encode("utf-8")
+    meta = {**meta, CHECKSUM: hashlib.sha256(data).hexdigest()}
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        for name, text in ((TABLE, table.to_csv(index=False)), (META, json.dumps(meta, indent=2, sort_keys=True))):
-            with open(tmp / name, "w", newline="") as fh:
-                fh.write(text)
+        for name, payload in ((TABLE, data), (META, json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))):
+            with open(tmp / name, "wb") as fh:
+                fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
-        if folder.exists():              # an incomplete leftover (no meta.json); we hold the lock
+        if (folder / META).is_file():    # we hold the lock: a damaged table, or one being replaced
+            try:
+                _read(folder)
+            except _Damaged as damage:
+                _set_aside(folder, damage)
+        if folder.exists():              # an incomplete leftover (no meta.json), or replaced
             shutil.rmtree(folder)
         os.rename(tmp, folder)
     finally:
@@ -153,7 +246,10 @@ def get_table(folder: Path, identity: dict, compute: Callable[[], pd.DataFrame],
     """The table stored in ``folder``, or ``compute()`` it under a work lock and store it.
 
     Check, lock, check again: any number of workers asking for the same table compute it
-    once; a kill leaves either the complete table or nothing.
+    once; a kill leaves either the complete table or nothing. A damaged table (a file
+    unreadable, truncated, garbled or not matching the checksum in ``meta.json``) is moved
+    aside to ``<folder>.corrupt`` under the lock and computed again, with a line on stderr
+    naming the file; a ``meta.json`` of another identity raises :class:`CheckpointError`.
 
     Example:
         >>> import tempfile
@@ -163,12 +259,31 @@ def get_table(folder: Path, identity: dict, compute: Callable[[], pd.DataFrame],
         >>> get_table(folder, {"x": 1}, lambda: 1 / 0, what="demo").table.a.tolist()
         [1]
     """
-    if is_stored(folder):
-        return StoredTable(load_table(folder, identity), folder, False)
+    stored = _stored_table(folder, identity)
+    if stored is not None:
+        return StoredTable(stored, folder, False)
     with work_lock(folder.with_name(folder.name + ".lock"), what=what):
-        if is_stored(folder):             # another worker finished it while we waited
-            return StoredTable(load_table(folder, identity), folder, False)
+        if (folder / META).is_file():     # another worker finished it while we waited, or damaged
+            try:
+                meta, table = _read(folder)
+            except _Damaged as damage:
+                _set_aside(folder, damage)
+            else:
+                _checked(folder, meta, identity)
+                return StoredTable(table, folder, False)
         table = compute()
         write_table(folder, table, {"identity": identity, "key": folder.name, "rows": len(table),
                                     **(meta or {})})
     return StoredTable(load_table(folder, identity), folder, True)
+
+
+def _stored_table(folder: Path, identity: dict) -> pd.DataFrame | None:
+    """The intact table of ``identity`` in ``folder``; None when absent or damaged (see :func:`get_table`)."""
+    if not (folder / META).is_file():
+        return None
+    try:
+        meta, table = _read(folder)
+    except _Damaged:
+        return None                       # set aside and recomputed under the lock
+    _checked(folder, meta, identity)
+    return table

@@ -52,11 +52,14 @@ Storage (one folder per configuration)::
 ``key`` is a short sha256 of the identity: the training configuration, the variant's
 definition, ``data.identity`` and the number of frames. Every file is written to a temporary
 file in the same folder and moved into place (:func:`mer_lib.paths.atomic_path`), so a
-``kill -9`` never leaves a truncated file under a final name. Policy for damaged files: an
-unreadable or foreign ``state.pt`` is renamed to ``state.pt.corrupt`` and training restarts
-from scratch with a warning (it is only a cache of progress); an unreadable ``model.pt`` or a
-``config.json`` that disagrees with the request raises :class:`CheckpointError` (delete the
-folder to retrain).
+``kill -9`` never leaves a truncated file under a final name. ``model.pt`` and ``state.pt``
+carry a checksum of their content (``"digest"``), so a file that still unpickles but whose
+bytes changed is caught too. Policy for damaged files: an unreadable, damaged or foreign
+``state.pt`` is renamed to ``state.pt.corrupt`` and training restarts from scratch with a
+warning (it is only a cache of progress); an unreadable or damaged ``model.pt`` or
+``config.json``, or one that disagrees with the request, raises :class:`CheckpointError`
+naming the file (delete the folder to retrain); ``model.pt`` keeps a copy of the history, from
+which a damaged or missing ``history.csv`` is written again (with a line on stderr).
 
 Resume: when ``state.pt`` exists and ``model.pt`` does not, training continues after the last
 completed epoch with the saved model, optimiser, early-stopping and RNG states, and ends
@@ -73,6 +76,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -104,6 +108,8 @@ FORMAT_VERSION = 2   # 2: objectives with options in the key; history columns pe
 #: Attack of the reference's adversarial training: epsilon, Adam step size (DESIGN §3-4).
 ADV_EPSILON = 0.001
 ADV_STEP_SIZE = 0.002
+#: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 #: History columns after ``epoch`` and the objective's components (``train_loss``, ...).
 HISTORY_COLUMNS = ("valid_score", "valid_r", "valid_mae",
                    "valid_concept_r", "adversarial", "improved", "seconds")
@@ -377,6 +383,61 @@ def _save_torch(path: Path, obj: Any) -> None:
             os.fsync(f.fileno())
 
 
+def _digest(obj: Any) -> str:
+    """sha256 of a checkpoint payload: tensors by dtype, shape and bytes; containers and scalars by value.
+
+    Stored inside ``model.pt`` and ``state.pt`` (key ``"digest"``, over everything else), so a
+    file that still unpickles but whose bytes changed (a flipped bit in a tensor) is caught.
+    """
+    h = hashlib.sha256()
+
+    def feed(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(o, dict):
+            h.update(b"{")
+            for k, v in o.items():
+                feed(k)
+                feed(v)
+            h.update(b"}")
+        elif isinstance(o, (list, tuple)):
+            h.update(b"[")
+            for v in o:
+                feed(v)
+            h.update(b"]")
+        elif isinstance(o, (bool, np.bool_)):
+            h.update(b"b1" if o else b"b0")
+        elif isinstance(o, (int, np.integer)):
+            h.update(f"i{int(o)};".encode())
+        elif isinstance(o, (float, np.floating)):
+            h.update(f"f{float(o).hex()};".encode())
+        elif isinstance(o, str):
+            h.update(f"s{len(o)}:{o}".encode())
+        elif o is None:
+            h.update(b"N")
+        else:
+            h.update(f"r{o!r};".encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+def _with_digest(payload: dict) -> dict:
+    return {**payload, "digest": _digest(payload)}
+
+
+def _digest_ok(payload: dict) -> bool:
+    """True unless ``payload`` carries a digest that its content does not match (pops it)."""
+    digest = payload.pop("digest", None)
+    return digest is None or _digest(payload) == digest
+
+
+def _history_bytes(rows: list[dict], components: tuple[str, ...]) -> bytes:
+    return _history_frame(rows, components).to_csv(index=False).encode()
+
+
 def _history_frame(rows: list[dict], components: tuple[str, ...] = ("train_loss",)) -> pd.DataFrame:
     columns = ["epoch", *components, *HISTORY_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
@@ -403,8 +464,8 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 def _check_identity(folder: Path, stored: dict, expected: dict) -> None:
     if stored != expected:
         diff = "; ".join(_differences(stored, expected)) or "unknown difference"
-        raise CheckpointError(f"the model folder {folder} holds a different configuration ({diff}); "
-                              f"delete the folder or use another run directory")
+        raise CheckpointError(f"the model folder {folder} holds a different configuration ({diff}) in "
+                              f"{folder / 'config.json'}; delete the folder or use another run directory")
 
 
 def _cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -445,13 +506,18 @@ def load_trained(path: str | Path, *, device: str | torch.device = "auto",
     if not (folder / "model.pt").is_file():
         raise CheckpointError(f"{folder} holds no finished model (model.pt missing); "
                               f"get_trained/train resumes or restarts it")
+    model_pt = folder / "model.pt"
     try:
-        payload = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        payload = torch.load(model_pt, map_location="cpu", weights_only=True)
         identity, state_dict = payload["identity"], payload["state_dict"]
+        intact = _digest_ok(payload)
     except Exception as exc:  # any unpickling/IO problem means the file cannot be trusted
-        raise CheckpointError(f"cannot load {folder / 'model.pt'} ({exc}); delete the folder to retrain") from exc
+        raise CheckpointError(f"cannot load {model_pt} ({exc}); delete the folder to retrain") from exc
+    if not intact:
+        raise CheckpointError(f"{model_pt} is damaged (its content does not match the checksum stored in it); "
+                              f"delete the folder {folder} to retrain")
     if identity != stored["identity"]:
-        raise CheckpointError(f"{folder / 'model.pt'} was trained for another configuration than "
+        raise CheckpointError(f"{model_pt} was trained for another configuration than "
                               f"its config.json; delete the folder to retrain")
     config = TrainConfig.from_dict(stored["train_config"])
     spec = _variant_from_stored(identity["variant"])
@@ -459,11 +525,46 @@ def load_trained(path: str | Path, *, device: str | torch.device = "auto",
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
-        raise CheckpointError(f"{folder / 'model.pt'} does not fit the {spec.name} model: {exc}") from exc
+        raise CheckpointError(f"{model_pt} does not fit the {spec.name} model: {exc}") from exc
     model.to(resolve_device(device)).eval()
-    hist_path = folder / "history.csv"
-    history = pd.read_csv(hist_path) if hist_path.is_file() else _history_frame([])
+    history = _load_history(folder, payload)
     return TrainedModel(model, config, stored["key"], folder, history, trained_now=False)
+
+
+def _load_history(folder: Path, payload: dict) -> pd.DataFrame:
+    """``history.csv`` of a finished model, checked against the copy inside ``model.pt``.
+
+    A missing, unreadable or different ``history.csv`` is written again from ``model.pt``
+    (saying so on stderr). Models stored before ``model.pt`` held the history: the file as it
+    is, or :class:`CheckpointError` naming it when it cannot be read.
+    """
+    import sys
+
+    path = folder / "history.csv"
+    if payload.get("history") is None:
+        if not path.is_file():
+            return _history_frame([])
+        try:
+            return pd.read_csv(path)
+        except Exception as exc:  # noqa: BLE001 - whatever pandas makes of a damaged file
+            raise CheckpointError(f"cannot read {path} ({type(exc).__name__}: {exc}); delete the folder "
+                                  f"{folder} to retrain") from None
+    expected = _history_bytes(payload["history"], tuple(payload["components"]))
+    try:
+        raw = path.read_bytes()
+        same = raw == expected or pd.read_csv(io.BytesIO(raw), **_EXACT_FLOATS).equals(
+            pd.read_csv(io.BytesIO(expected), **_EXACT_FLOATS))
+    except Exception:  # noqa: BLE001 - missing, unreadable or unparsable: written again below
+        same = False
+    if same:
+        return pd.read_csv(io.BytesIO(raw))
+    try:
+        _write_bytes(path, expected)
+        done = "wrote it again from"
+    except OSError:
+        done = "cannot rewrite it (read-only store?); using the copy in"
+    print(f"mer_lib: {path} is damaged or missing; {done} {folder / 'model.pt'}", file=sys.stderr, flush=True)
+    return pd.read_csv(io.BytesIO(expected))
 
 
 # --------------------------------------------------------------------------------------
@@ -515,8 +616,11 @@ def _load_resume_state(folder: Path, identity: dict) -> dict | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        ok = isinstance(state, dict) and state.get("identity") == identity
-        reason = "it belongs to another configuration"
+        if isinstance(state, dict) and not _digest_ok(state):
+            ok, reason = False, "it is damaged (its content does not match the checksum stored in it)"
+        else:
+            ok = isinstance(state, dict) and state.get("identity") == identity
+            reason = "it belongs to another configuration"
     except Exception as exc:  # unreadable: treat as absent (it only caches progress)
         ok, reason = False, f"it cannot be read ({type(exc).__name__}: {exc})"
     if not ok:
@@ -555,6 +659,9 @@ def _open_model_folder(config: TrainConfig, data: MerTensors, run_dir: str | Pat
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / "config.json").is_file():
         stored = _read_json(folder / "config.json")
+        if not isinstance(stored, dict):
+            raise CheckpointError(f"{folder / 'config.json'} is not a mer_lib model configuration; "
+                                  f"delete the folder {folder} to retrain")
         _check_identity(folder, stored.get("identity", {}), identity)
     else:
         doc = {"key": key, "identity": identity, "train_config": config.to_dict(),
@@ -581,20 +688,22 @@ def _save_progress(folder: Path, identity: dict, epoch: int, model_state: dict, 
                    best_state: dict | None, best_score: float, best_epoch: int, bad: int,
                    history: list[dict], loss_state: dict, rng: dict, components: tuple[str, ...]) -> None:
     """Write the resume state ``state.pt`` and ``history.csv`` after an epoch."""
-    _save_torch(folder / "state.pt", {
+    _save_torch(folder / "state.pt", _with_digest({
         "identity": identity, "epoch": epoch, "model": model_state,
         "optimizer": optimizer_state, "best_state": best_state,
         "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad,
-        "history": history, "loss_state": loss_state, "rng": rng})
-    _write_bytes(folder / "history.csv", _history_frame(history, components).to_csv(index=False).encode())
+        "history": history, "loss_state": loss_state, "rng": rng}))
+    _write_bytes(folder / "history.csv", _history_bytes(history, components))
 
 
 def _save_final(folder: Path, identity: dict, key: str, best_state: dict, best_epoch: int,
                 best_score: float, history: list[dict], components: tuple[str, ...]) -> None:
-    """Write ``model.pt`` and ``history.csv`` and drop the resume state: the model is finished."""
-    _save_torch(folder / "model.pt", {"identity": identity, "key": key, "state_dict": best_state,
-                                      "best_epoch": best_epoch, "best_score": best_score})
-    _write_bytes(folder / "history.csv", _history_frame(history, components).to_csv(index=False).encode())
+    """Write ``model.pt`` (with a copy of the history and a checksum) and ``history.csv`` and drop
+    the resume state: the model is finished."""
+    _save_torch(folder / "model.pt", _with_digest({
+        "identity": identity, "key": key, "state_dict": best_state, "best_epoch": best_epoch,
+        "best_score": best_score, "history": list(history), "components": list(components)}))
+    _write_bytes(folder / "history.csv", _history_bytes(history, components))
     (folder / "state.pt").unlink(missing_ok=True)
 
 
