@@ -432,6 +432,9 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
     configs = [T.TrainConfig.from_profile(profile, variant, s, **overrides) for s in seeds]
     dirs = [T.model_dir(run_dir, c, data) for c in configs]
     todo = [i for i, d in enumerate(dirs) if not (d / "model.pt").is_file()]
+    for i, d in enumerate(dirs):
+        if i not in todo:
+            T._tidy_finished(d)       # a kill after model.pt: no state.pt or temporaries left
     out: list = [None] * len(configs)
     failed: dict[int, str] = {}
     if todo:
@@ -439,6 +442,9 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
             for i in todo:
                 locks.enter_context(work_lock(dirs[i] / "train.lock",
                                               what=f"model {variant} seed {configs[i].seed} ({dirs[i].name})"))
+            for i in todo:
+                if (dirs[i] / "model.pt").is_file():     # finished while we waited
+                    T._tidy_finished(dirs[i], locked=True)
             todo = [i for i in todo if not (dirs[i] / "model.pt").is_file()]
             if todo and can_stack(configs[0]):
                 by_epoch: dict[int, list[int]] = {}

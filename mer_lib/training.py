@@ -52,8 +52,11 @@ Storage (one folder per configuration)::
 ``key`` is a short sha256 of the identity: the training configuration, the variant's
 definition, ``data.identity`` and the number of frames. Every file is written to a temporary
 file in the same folder and moved into place (:func:`mer_lib.paths.atomic_path`), so a
-``kill -9`` never leaves a truncated file under a final name. ``model.pt`` and ``state.pt``
-carry a checksum of their content (``"digest"``), so a file that still unpickles but whose
+``kill -9`` never leaves a truncated file under a final name; a kill after ``model.pt`` is in
+place but before ``state.pt`` is removed leaves no trace either: the next :func:`get_trained`
+(or :func:`~mer_lib.stack_training.get_trained_stack`) of the model removes the resume state,
+the dead writer's temporary and its lock note (:func:`_tidy_finished`). ``model.pt`` and
+``state.pt`` carry a checksum of their content (``"digest"``), so a file that still unpickles but whose
 bytes changed is caught too. Policy for damaged files: an unreadable, damaged or foreign
 ``state.pt`` is renamed to ``state.pt.corrupt`` and training restarts from scratch with a
 warning (it is only a cache of progress); an unreadable or damaged ``model.pt`` or
@@ -707,6 +710,37 @@ def _save_final(folder: Path, identity: dict, key: str, best_state: dict, best_e
     (folder / "state.pt").unlink(missing_ok=True)
 
 
+def _tidy_finished(folder: Path, *, locked: bool = False) -> None:
+    """Leave a finished model's folder as an uninterrupted run does: ``model.pt``, ``config.json``,
+    ``history.csv`` and the lock file only.
+
+    A ``kill -9`` after ``model.pt`` was moved into place but before :func:`_save_final` removed
+    ``state.pt`` (or before the lock was released) leaves the resume state, the temporary of the
+    write in progress and the dead holder's note beside the finished model; nobody writes into
+    the folder again, so nobody would remove them. Dead writers' temporaries are removed at
+    once (safe without the lock, see :func:`mer_lib.paths.remove_dead_temporaries`); a
+    ``state.pt`` or a dead holder's note under ``train.lock`` (``locked``: the caller holds it).
+    A folder held by a live process is left to it.
+    """
+    from .locks import _alive, holder, work_lock
+    from .paths import remove_dead_temporaries
+
+    remove_dead_temporaries(folder)
+    if locked:
+        if (folder / "model.pt").is_file():
+            (folder / "state.pt").unlink(missing_ok=True)
+        return
+    lock = folder / "train.lock"
+    note = holder(lock)
+    if note is not None and _alive(note):
+        return
+    if note is None and not (folder / "state.pt").exists():
+        return
+    with work_lock(lock, what=f"the finished model {folder.parent.name}/{folder.name}"):
+        if (folder / "model.pt").is_file():
+            (folder / "state.pt").unlink(missing_ok=True)
+
+
 def _validate(model: MerNet, spec: Variant, x: torch.Tensor, y: torch.Tensor,
               m: torch.Tensor | None) -> tuple[float, dict]:
     e, c = predict(model, x, batch_size=64)
@@ -912,10 +946,12 @@ def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Pr
     identity = run_identity(config, data)
     folder = Path(run_dir) / "models" / config.variant / run_key(identity)
     if (folder / "model.pt").is_file():
+        _tidy_finished(folder)
         return load_trained(folder, device=device, expected=identity)
     # check, lock, check again: concurrent workers sharing run_dir train each model once
     with work_lock(folder / "train.lock", what=f"model {config.variant} seed {config.seed} ({folder.name})"):
         if (folder / "model.pt").is_file():
+            _tidy_finished(folder, locked=True)
             return load_trained(folder, device=device, expected=identity)
         return train(config, data, run_dir, device=device, progress=progress, on_epoch_end=on_epoch_end)
 
