@@ -103,6 +103,7 @@ from .metrics import ConstantColumnWarning, evaluate, predict
 from .models import MerNet, Variant, build_model, get_variant
 from .objectives import StepContext, make_objective
 from .paths import atomic_path
+from .checksums import digest_ok, with_digest
 from .profiles import Profile, get_profile
 from .runtime import resolve_device, seed_everything
 
@@ -386,57 +387,6 @@ def _save_torch(path: Path, obj: Any) -> None:
             os.fsync(f.fileno())
 
 
-def _digest(obj: Any) -> str:
-    """sha256 of a checkpoint payload: tensors by dtype, shape and bytes; containers and scalars by value.
-
-    Stored inside ``model.pt`` and ``state.pt`` (key ``"digest"``, over everything else), so a
-    file that still unpickles but whose bytes changed (a flipped bit in a tensor) is caught.
-    """
-    h = hashlib.sha256()
-
-    def feed(o: Any) -> None:
-        if isinstance(o, torch.Tensor):
-            t = o.detach().cpu().contiguous()
-            h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(o, dict):
-            h.update(b"{")
-            for k, v in o.items():
-                feed(k)
-                feed(v)
-            h.update(b"}")
-        elif isinstance(o, (list, tuple)):
-            h.update(b"[")
-            for v in o:
-                feed(v)
-            h.update(b"]")
-        elif isinstance(o, (bool, np.bool_)):
-            h.update(b"b1" if o else b"b0")
-        elif isinstance(o, (int, np.integer)):
-            h.update(f"i{int(o)};".encode())
-        elif isinstance(o, (float, np.floating)):
-            h.update(f"f{float(o).hex()};".encode())
-        elif isinstance(o, str):
-            h.update(f"s{len(o)}:{o}".encode())
-        elif o is None:
-            h.update(b"N")
-        else:
-            h.update(f"r{o!r};".encode())
-
-    feed(obj)
-    return h.hexdigest()
-
-
-def _with_digest(payload: dict) -> dict:
-    return {**payload, "digest": _digest(payload)}
-
-
-def _digest_ok(payload: dict) -> bool:
-    """True unless ``payload`` carries a digest that its content does not match (pops it)."""
-    digest = payload.pop("digest", None)
-    return digest is None or _digest(payload) == digest
-
-
 def _history_bytes(rows: list[dict], components: tuple[str, ...]) -> bytes:
     return _history_frame(rows, components).to_csv(index=False).encode()
 
@@ -513,7 +463,7 @@ def load_trained(path: str | Path, *, device: str | torch.device = "auto",
     try:
         payload = torch.load(model_pt, map_location="cpu", weights_only=True)
         identity, state_dict = payload["identity"], payload["state_dict"]
-        intact = _digest_ok(payload)
+        intact = digest_ok(payload)
     except Exception as exc:  # any unpickling/IO problem means the file cannot be trusted
         raise CheckpointError(f"cannot load {model_pt} ({exc}); delete the folder to retrain") from exc
     if not intact:
@@ -619,7 +569,7 @@ def _load_resume_state(folder: Path, identity: dict) -> dict | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and not _digest_ok(state):
+        if isinstance(state, dict) and not digest_ok(state):
             ok, reason = False, "it is damaged (its content does not match the checksum stored in it)"
         else:
             ok = isinstance(state, dict) and state.get("identity") == identity
@@ -691,7 +641,7 @@ def _save_progress(folder: Path, identity: dict, epoch: int, model_state: dict, 
                    best_state: dict | None, best_score: float, best_epoch: int, bad: int,
                    history: list[dict], loss_state: dict, rng: dict, components: tuple[str, ...]) -> None:
     """Write the resume state ``state.pt`` and ``history.csv`` after an epoch."""
-    _save_torch(folder / "state.pt", _with_digest({
+    _save_torch(folder / "state.pt", with_digest({
         "identity": identity, "epoch": epoch, "model": model_state,
         "optimizer": optimizer_state, "best_state": best_state,
         "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad,
@@ -703,7 +653,7 @@ def _save_final(folder: Path, identity: dict, key: str, best_state: dict, best_e
                 best_score: float, history: list[dict], components: tuple[str, ...]) -> None:
     """Write ``model.pt`` (with a copy of the history and a checksum) and ``history.csv`` and drop
     the resume state: the model is finished."""
-    _save_torch(folder / "model.pt", _with_digest({
+    _save_torch(folder / "model.pt", with_digest({
         "identity": identity, "key": key, "state_dict": best_state, "best_epoch": best_epoch,
         "best_score": best_score, "history": list(history), "components": list(components)}))
     _write_bytes(folder / "history.csv", _history_bytes(history, components))
