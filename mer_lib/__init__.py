@@ -13,6 +13,7 @@ Modules, one job each:
 - ``profiles``       execution profiles ``smoke`` / ``quick`` / ``paper``
 - ``errors``         the error classes and parameter checks
 - ``paths``, ``locks``, ``store``  where runs live, inter-process locks, the run store
+- ``checksums``      checksums of checkpoint payloads (a changed bit is caught)
 - ``audio``          reading audio files, resampling, peak normalisation
 - ``frontend``       the log-filtered spectrogram (torch, batched, differentiable)
 - ``datasets``       one module per dataset, plus the synthetic corpus generator
@@ -31,6 +32,9 @@ Modules, one job each:
 - ``comparison``     per-model and per-system tables across chapters (the grand comparison)
 - ``stats``          the paired hierarchical bootstrap (seeds, then clips), t-tests, power
 - ``findings``, ``claims``  the book's decision rules and words; the paper's three claims
+- ``verdicts``       the headline comparisons every page that states them reads (front page, Conclusions)
+- ``layout``         figures and tables for the page: page width, >= 9 pt text, captions, number formats
+- ``reproducibility`` the statement at the end of every page; the project's citation
 - ``bookbuild``, ``cli``  the book driver and ``python -m mer_lib``
 """
 __version__ = "0.1.0"
