@@ -11,13 +11,15 @@ and a ``:name:`` (Sphinx numbers it).
 
 Tables go to the page as Markdown (:func:`glue_table`), inside a ``{table}`` directive that gives
 them a number and a caption; their numbers are formatted by :func:`number` (significant digits)
-and :func:`p_value` (``< 1e-4``, ``3.1e-3``, ``0.042``), so every page prints them alike.
+and :func:`p_value` (``< 1e−4``, ``3.1e−3``, ``0.042``), so every page prints them alike. An
+exponent is written with a minus sign (U+2212) and ``<`` is followed by a no-break space, so a
+narrow table column never breaks a number over two lines.
 
 Example:
-    >>> number(0.000123456), number(1234.5), number(float("nan"))
-    ('0.000123', '1.23e+03', '–')
-    >>> p_value(4.567e-32), p_value(0.00312), p_value(0.0456), p_value(0.57)
-    ('< 1e-4', '3.1e-3', '0.046', '0.57')
+    >>> number(0.000123456), number(1234.5), number(1.84e-06, 2), number(float("nan"))
+    ('0.000123', '1.23e+03', '1.8e−06', '–')
+    >>> [p.replace(NBSP, " ") for p in (p_value(4.567e-32), p_value(0.00312), p_value(0.0456), p_value(0.57))]
+    ['< 1e−4', '3.1e−3', '0.046', '0.57']
     >>> import pandas as pd
     >>> print(markdown_table(pd.DataFrame({"system": ["A2E"], "r": [0.6789]}), {"system": "system", "r": "avg r"}))
     | system   |   avg r |
@@ -39,6 +41,8 @@ PAGE_WIDTH_IN = 7.0
 DPI = 100
 #: The smallest font (points) a book figure may use.
 MIN_FONT_PT = 9.0
+#: A no-break space and the minus sign: numbers are never broken over two lines.
+NBSP, MINUS = "\u00a0", "\u2212"
 
 STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (PAGE_WIDTH_IN, 3.2),
          "font.size": 9.5, "axes.titlesize": 10, "axes.labelsize": 9.5, "xtick.labelsize": 9,
@@ -122,20 +126,20 @@ def number(value, digits: int = 3) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return f"{float(value):.{digits}g}"
+        return f"{float(value):.{digits}g}".replace("e-", "e" + MINUS)
     return str(value)
 
 
 def p_value(p: float) -> str:
-    """A p-value for a table or the prose: ``< 1e-4``, two digits with a short exponent below 0.01,
+    """A p-value for a table or the prose: ``< 1e−4``, two digits with a short exponent below 0.01,
     else two significant digits; ``"–"`` for NaN."""
     if p is None or not np.isfinite(p):
         return "–"
     if p < 1e-4:
-        return "< 1e-4"
+        return f"<{NBSP}1e{MINUS}4"
     if p < 0.01:
         mantissa, exponent = f"{p:.1e}".split("e")
-        return f"{mantissa}e{int(exponent)}"
+        return f"{mantissa}e{MINUS}{-int(exponent)}"
     return f"{p:.2g}"
 
 
@@ -183,27 +187,24 @@ def markdown_table(frame: pd.DataFrame, columns: Mapping[str, str] | None = None
     return shown.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def glue_number(name: str, value, digits: int = 3, *, fmt: str | None = None) -> str:
+def glue_number(name: str, value, digits: int = 3, *, fmt: str | None = None) -> None:
     """Glue ``value`` for the prose (``{glue:md}`name```) formatted as the tables format it
     (:func:`number`), or with the format spec ``fmt`` (e.g. ``".2f"``); ``"–"`` for NaN."""
     from IPython.display import Markdown
     from myst_nb import glue
 
     missing = value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value))
-    text = number(value, digits) if fmt is None or missing else format(value, fmt)
+    text = number(value, digits) if fmt is None or missing else format(value, fmt).replace("e-", "e" + MINUS)
     glue(name, Markdown(text), display=False)
-    return text
 
 
-def glue_p(name: str, p: float) -> str:
+def glue_p(name: str, p: float) -> None:
     """Glue a p-value for the prose, written after "p": ``"< 1e-4"`` or ``"= 0.046"``."""
     from IPython.display import Markdown
     from myst_nb import glue
 
     text = p_value(p)
-    text = text if text.startswith("<") else f"= {text}"
-    glue(name, Markdown(text), display=False)
-    return text
+    glue(name, Markdown(text if text.startswith("<") else f"= {text}"), display=False)
 
 
 def placeholder_figure(text: str):
@@ -228,8 +229,9 @@ def log_x(ax, values) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:.2g}"))
 
 
-def glue_table(name: str, frame: pd.DataFrame, columns: Mapping[str, str] | None = None, **kwargs) -> str:
-    """Glue ``frame`` as the Markdown table ``name`` (see :func:`markdown_table`); returns the text.
+def glue_table(name: str, frame: pd.DataFrame, columns: Mapping[str, str] | None = None, **kwargs) -> None:
+    """Glue ``frame`` as the Markdown table ``name`` (see :func:`markdown_table`). Nothing is
+    returned, so a call that ends a cell prints nothing on the page.
 
     The page shows it with a number and a caption::
 
@@ -243,6 +245,4 @@ def glue_table(name: str, frame: pd.DataFrame, columns: Mapping[str, str] | None
     from IPython.display import Markdown
     from myst_nb import glue
 
-    text = markdown_table(frame, columns, **kwargs)
-    glue(name, Markdown(text), display=False)
-    return text
+    glue(name, Markdown(markdown_table(frame, columns, **kwargs)), display=False)

@@ -226,8 +226,10 @@ _LAYOUT_PROBE = """() => {
   const tables = Array.from(article.querySelectorAll('table')).filter(visible);
   const untitled = tables.filter(t => !/^Table \\d+/.test((t.querySelector('caption .caption-number') || {}).textContent || ''))
                          .map(t => name(t) + ': ' + (t.innerText || '').slice(0, 60));
+  const stray = Array.from(article.querySelectorAll('.cell_output pre')).filter(visible)
+                     .map(e => e.innerText.trim()).filter(t => /^['"]?\|/.test(t)).map(t => t.slice(0, 60));
   const repro = document.getElementById('reproducibility');
-  return {overflow, uncaptioned, bare, noalt, untitled, figures: figures.length, tables: tables.length,
+  return {overflow, stray, uncaptioned, bare, noalt, untitled, figures: figures.length, tables: tables.length,
           page_width: document.documentElement.scrollWidth, window: window.innerWidth,
           text: document.body.innerText, repro: repro ? repro.innerText : ''};
 }"""
@@ -262,6 +264,7 @@ def test_every_page_reads_like_a_paper_in_chromium(site_url, built_book):
             problems += [f"{where}: overflow: {o}" for o in got["overflow"]]
             if got["page_width"] > got["window"]:
                 problems.append(f"{where}: the page scrolls sideways ({got['page_width']} px > {got['window']})")
+            problems += [f"{where}: a table printed as text by a code cell: {t}" for t in got["stray"]]
             problems += [f"{where}: figure without a number and caption: {f}" for f in got["uncaptioned"]]
             problems += [f"{where}: image outside a numbered figure: {f}" for f in got["bare"]]
             problems += [f"{where}: figure without alt text: {f}" for f in got["noalt"]]

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from mer_lib.errors import ParameterError  # noqa: E402
-from mer_lib.layout import (MIN_FONT_PT, PAGE_WIDTH_IN, book_style, count, figure_problems, glue_figure,  # noqa: E402
+from mer_lib.layout import (MIN_FONT_PT, MINUS, NBSP, PAGE_WIDTH_IN, book_style, count, figure_problems, glue_figure,  # noqa: E402
                             markdown_table, number, p_value, page_figure)
 
 
@@ -50,14 +50,16 @@ def test_invisible_or_empty_text_does_not_count():
 @pytest.mark.parametrize("p, text", [(4.567024e-32, "< 1e-4"), (9.99e-5, "< 1e-4"), (1e-4, "1.0e-4"),
                                      (0.00312, "3.1e-3"), (0.0456, "0.046"), (0.57, "0.57"), (1.0, "1"),
                                      (float("nan"), "–")])
-def test_p_values_print_alike(p, text):
-    assert p_value(p) == text
+def test_p_values_print_alike_and_never_break_over_two_lines(p, text):
+    got = p_value(p)
+    assert got.replace(NBSP, " ").replace(MINUS, "-") == text
+    assert " " not in got and "-" not in got                 # no break opportunity inside a p-value
 
 
 def test_numbers_and_counts():
     assert number(0.066412) == "0.0664" and number(12) == "12" and number(np.int64(3)) == "3"
     assert number(None) == "–" and number(np.nan) == "–" and number(True) == "yes"
-    assert number(1.84e-06, 2) == "1.8e-06"
+    assert number(1.84e-06, 2) == f"1.8e{MINUS}06"
     assert count(1, "seed") == "1 seed" and count(0, "clip") == "0 clips" and count(3, "is", "are") == "3 are"
 
 
@@ -67,7 +69,7 @@ def test_markdown_table_renames_selects_and_formats():
                           formats={"p": p_value})
     lines = text.splitlines()
     assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["system", "avg r (test)", "p (t-test)"]
-    assert "0.664" in lines[2] and "< 1e-4" in lines[2] and "raw" not in text
+    assert "0.664" in lines[2] and f"<{NBSP}1e{MINUS}4" in lines[2] and "raw" not in text
     assert lines[1].startswith("|:") and lines[1].rstrip("|").endswith(":")     # text left, numbers right
     with pytest.raises(ParameterError, match=r"no column\(s\) \['delta_mae'\]"):
         markdown_table(frame, {"delta_mae": "ΔMAE"})
