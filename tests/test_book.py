@@ -215,6 +215,8 @@ _LAYOUT_PROBE = """() => {
     const box = scrolls(el);                      // inside a scroll container: that container must fit
     const r = (box || el).getBoundingClientRect();
     if (r.right > edge) overflow.push(name(el) + ' ends at ' + Math.round(r.right) + ' px > ' + Math.round(edge));
+    if (box && box.matches('.pst-scrollable-table-container') && box.scrollWidth > box.clientWidth + 1)
+      overflow.push(name(el) + ' needs ' + box.scrollWidth + ' px in a ' + box.clientWidth + '-px column (its caption is cut)');
     if (el.matches('.MathJax_Display, div.math') && el.scrollWidth > el.clientWidth + 1)
       overflow.push(name(el) + ' is cut: ' + el.scrollWidth + ' px of content in ' + el.clientWidth);
   }
@@ -237,7 +239,7 @@ _LAYOUT_PROBE = """() => {
 
 def test_every_page_reads_like_a_paper_in_chromium(site_url, built_book):
     """At a 1280-px window, on every page: no table, figure or equation runs past the text column
-    (a table may scroll inside its own container); every figure has a number, a caption and alt
+    (nor does any table need its scroll container, which would cut its caption); every figure has a number, a caption and alt
     text; every table a number and a caption; no unrendered glue and no path of the building
     machine; a reproducibility statement with the commit and the papermill command. Screenshots
     of every page are written beside the site (the failure message names the folder)."""
