@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import summaries
 from .errors import ParameterError
 from .models import get_variant
 
@@ -288,17 +289,11 @@ def _time_steps(first: dict, data, repeats: int) -> dict:
 def per_system(table: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """Per system (index: variant, in first-seen order): ``system``, ``<col>_mean``, ``<col>_std``
     (over seeds, ddof 1; NaN for one seed) for each of ``columns`` (default: those of
-    :data:`COLUMNS` present), and ``seeds``."""
+    :data:`COLUMNS` present), and ``seeds`` (:func:`mer_lib.summaries.per_system`)."""
     _require(table, "table", ["variant", "seed"])
     columns = [c for c in COLUMNS if c in table] if columns is None else list(columns)
     _require(table, "table", columns)
-    g = table.groupby("variant", sort=False)
-    out = pd.DataFrame({"system": [system_label(v) for v in g.size().index]}, index=g.size().index)
-    for col in columns:
-        out[f"{col}_mean"] = g[col].mean()
-        out[f"{col}_std"] = g[col].std(ddof=1)
-    out["seeds"] = g.seed.nunique()
-    return out
+    return summaries.per_system(table, columns)
 
 
 def spread_text(summary: pd.DataFrame, column: str, digits: int = 3) -> pd.Series:

@@ -49,9 +49,9 @@ from .errors import DataLayoutError, ParameterError, check_choice, check_int, ch
 from .audio import MIN_SECONDS
 from .params import parse_value
 from .profiles import PROFILES, Profile, get_profile
+from .split import SPLITS
+from .attacks.config import MODES
 
-MODES = ("reference", "projected")
-SPLITS = ("train", "valid", "test")
 ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
 EXPO_VARIANTS = ("expof_a2e", "expos_a2e")
 RAR_VARIANTS = ("ignorm_a2e", "igsumnorm_a2e")

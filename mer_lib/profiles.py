@@ -20,9 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import ParameterError
-
-#: Frames per second of the spectrogram front end (DESIGN §2).
-FPS = 31.3
+from .frontend import FPS  # noqa: F401  (frames per second of the front end; re-exported)
 
 #: The ten seeds of the paper's experiments.
 PAPER_SEEDS = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)

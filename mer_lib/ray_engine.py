@@ -2,9 +2,11 @@
 
 Used by :meth:`mer_lib.runner.Runner.run` with ``engine="ray"`` (``python -m mer_lib run
 --engine ray [--address auto]``). The data are loaded once by the driver and shared through
-Ray's object store; each task runs the same cached, locked code as the in-process engine
-(:meth:`~mer_lib.runner.Runner.execute`) against the shared store, so the workers need the
-store (``MER_HOME``) on a filesystem they all see, and ``mer_lib`` installed.
+Ray's object store; each task calls the ``worker`` it is given (the runner passes
+:func:`mer_lib.runner.execute_job`: the same cached, locked code as the in-process engine)
+against the shared store, so the workers need the store (``MER_HOME``) on a filesystem they all
+see, and ``mer_lib`` installed. The engine takes jobs and a worker, not the runner: it returns
+each job's outcome and the runner turns the outcomes into its report.
 
 - Training tasks go first; an attack task takes its model's task as an argument, so Ray
   starts it once the model is stored (attacks of stored models start at once).
@@ -17,7 +19,8 @@ store (``MER_HOME``) on a filesystem they all see, and ``mer_lib`` installed.
 Ray is an optional dependency: ``pip install -e '.[cluster]'``.
 
 Example:
-    >>> run_on_ray(runner, runner.missing())                   # doctest: +SKIP
+    >>> run_on_ray(jobs, worker, data, device="auto", log=print)   # doctest: +SKIP
+    {TrainJob(...): True, AttackJob(...): 'RuntimeError: ...'}
 """
 from __future__ import annotations
 
@@ -26,7 +29,6 @@ import time
 import numpy as np
 
 from .errors import MerError, ParameterError
-from .runner import RunReport, Runner, record, stderr_log
 
 #: Retries of a task whose worker process died (not of a task that raised an error).
 MAX_RETRIES = 3
@@ -41,13 +43,12 @@ def _ray():
     return ray
 
 
-def _execute_task(experiment, run_dir: str, data, job, *model_done) -> dict:
+def _execute_task(worker, data, job, *model_done) -> dict:
     """Body of every task: run one job in a worker (``model_done`` only orders attacks after training)."""
     t0 = time.perf_counter()
     # arrays from Ray's object store are read-only; the split indices are used by torch
     data.split = {name: np.array(idx) for name, idx in data.split.items()}
-    computed = Runner(experiment, run_dir, data=data, log=stderr_log).execute(job)
-    return {"computed": computed, "seconds": time.perf_counter() - t0}
+    return {"computed": bool(worker(job, data)), "seconds": time.perf_counter() - t0}
 
 
 def _cause(exc: BaseException) -> str:
@@ -55,16 +56,17 @@ def _cause(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {' '.join(str(cause).split())}"
 
 
-def run_on_ray(runner: Runner, jobs: list, *, address: str | None = None,
-               max_retries: int = MAX_RETRIES) -> RunReport:
-    """Run ``jobs`` (from :meth:`Runner.missing`) as Ray tasks; see the module docstring.
+def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, address: str | None = None,
+               max_retries: int = MAX_RETRIES) -> dict:
+    """Run ``jobs`` as Ray tasks, each calling ``worker(job, data)`` (True: it computed, False: it
+    found the result stored); see the module docstring. Returns ``{job: True/False}`` for the
+    jobs that finished and ``{job: "Type: message"}`` for those that raised.
 
     Connects to ``address`` (``"auto"``: the running cluster) unless Ray is already
     initialised in this process; without an address a local Ray instance is started on this
     machine (all its CPUs and GPUs) and stopped at the end.
     """
     ray = _ray()
-    log = runner.log
     started = False
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=True,
@@ -72,25 +74,23 @@ def run_on_ray(runner: Runner, jobs: list, *, address: str | None = None,
         started = True
     try:
         resources = ray.cluster_resources()
-        gpus = resources.get("GPU", 0) if runner.exp.device != "cpu" else 0
-        if runner.exp.device.startswith("cuda") and not gpus:
-            raise ParameterError(f"device {runner.exp.device!r} was requested but the Ray cluster has no GPU")
+        gpus = resources.get("GPU", 0) if device != "cpu" else 0
+        if str(device).startswith("cuda") and not gpus:
+            raise ParameterError(f"device {device!r} was requested but the Ray cluster has no GPU")
         options = dict(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=max_retries)
         task = ray.remote(_execute_task).options(**options)
         log(f"  ray: {int(resources.get('CPU', 0))} CPU(s), {int(gpus)} GPU(s); one task per job "
             f"({'1 GPU' if gpus else '1 CPU'} each)")
-        data_ref = ray.put(runner.data)
-        run_dir = str(runner.run_dir)
+        data_ref, worker_ref = ray.put(data), ray.put(worker)
         by_ref, train_refs = {}, {}
         for job in [j for j in jobs if j.kind == "train"]:   # first: attacks may depend on them
-            ref = task.remote(runner.exp, run_dir, data_ref, job)
+            ref = task.remote(worker_ref, data_ref, job)
             by_ref[ref] = job
             train_refs[job.name] = ref
         for job in [j for j in jobs if j.kind == "attack"]:
             dep = [train_refs[job.model.name]] if job.model.name in train_refs else []
-            by_ref[task.remote(runner.exp, run_dir, data_ref, job, *dep)] = job
-        report = RunReport("ray")
-        errors: dict = {}
+            by_ref[task.remote(worker_ref, data_ref, job, *dep)] = job
+        outcomes: dict = {}
         pending, n_done = list(by_ref), 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -101,18 +101,12 @@ def run_on_ray(runner: Runner, jobs: list, *, address: str | None = None,
                 try:
                     out = ray.get(ref)
                 except Exception as exc:  # a RayTaskError carrying the job's own error
-                    errors[job] = _cause(exc)
-                    log(f"{head}: FAILED: {errors[job]}")
+                    outcomes[job] = _cause(exc)
+                    log(f"{head}: FAILED: {outcomes[job]}")
                     continue
-                record(report, job, out["computed"])
+                outcomes[job] = out["computed"]
                 log(f"{head}: {'done' if out['computed'] else 'found in the store'} in {out['seconds']:.1f} s")
-        failed_models = {job.name for job in errors if job.kind == "train"}
-        for job, why in errors.items():
-            if job.kind == "attack" and job.model.name in failed_models:
-                report.skipped[job.name] = f"its model failed ({why})"
-            else:
-                report.failed[f"{job.kind} {job.name}"] = why
-        return report
+        return outcomes
     finally:
         if started:
             ray.shutdown()

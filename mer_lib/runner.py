@@ -34,6 +34,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -352,7 +353,9 @@ class Runner:
         if engine == "ray":
             from .ray_engine import run_on_ray
 
-            report = run_on_ray(self, todo, address=address)
+            outcomes = run_on_ray(todo, functools.partial(execute_job, self.exp, str(self.run_dir)), self.data,
+                                  device=self.exp.device, log=self.log, address=address)
+            report = report_from_outcomes("ray", outcomes)
         else:
             report = self._run_inprocess(todo)
         report.seconds = time.perf_counter() - t0
@@ -481,6 +484,26 @@ class Runner:
         if self.missing():
             self.run()
         return {config: self.attack_table(config) for config in self.exp.attack_grid()}
+
+
+def execute_job(experiment, run_dir: str, job, data) -> bool:
+    """Run one job in a worker process (the Ray engine's worker): True when it computed."""
+    return Runner(experiment, run_dir, data=data, log=stderr_log).execute(job)
+
+
+def report_from_outcomes(engine: str, outcomes: dict) -> RunReport:
+    """The report of an engine's ``{job: computed (bool) or failure cause (str)}``: an attack
+    whose model failed is *skipped*, every other failure is *failed*."""
+    report = RunReport(engine)
+    failed_models = {job.name for job, out in outcomes.items() if isinstance(out, str) and job.kind == "train"}
+    for job, out in outcomes.items():
+        if not isinstance(out, str):
+            record(report, job, out)
+        elif job.kind == "attack" and job.model.name in failed_models:
+            report.skipped[job.name] = f"its model failed ({out})"
+        else:
+            report.failed[f"{job.kind} {job.name}"] = out
+    return report
 
 
 def record(report: RunReport, job, computed: bool) -> None:

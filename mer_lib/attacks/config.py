@@ -57,7 +57,7 @@ from typing import Any
 
 from ..errors import ParameterError, check_choice, check_int, check_positive
 
-MODES = ("projected", "reference")
+MODES = ("reference", "projected")   # the one list of attack modes (the chapters' default order)
 NORMS = ("linf", "l2")
 #: Upper bound of ``max_iterations`` (a typo like 1e9 would otherwise run for days).
 MAX_ITERATIONS = 100_000

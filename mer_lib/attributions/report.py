@@ -41,6 +41,7 @@ from ..errors import ParameterError, check_choice, check_int
 from ..explain.report import _clips    # the first clips of a split, as the explanation tables take them
 from ..runtime import resolve_device
 from ..store import get_table, table_dir
+from ..summaries import per_system
 from .ig import BASELINES
 from .metrics import DEFAULT_K
 from .surrogate import DEFAULT_BETA, TopkAttackConfig, topk_attack
@@ -187,8 +188,6 @@ def attribution_summary(tables: pd.DataFrame | list[pd.DataFrame]) -> pd.DataFra
         >>> [float(s.loc["a2e", c]) for c in ("topk_intersection_mean", "kendall_tau_mean", "seeds")]
         [0.5, 0.475, 2.0]
     """
-    from ..comparison import per_system
-
     table = pd.concat(tables, ignore_index=True) if isinstance(tables, list) else tables
     missing = [c for c in ("variant", "seed", "model_key", *METRICS) if c not in table]
     if missing:

@@ -560,7 +560,7 @@ def generate_corpus(root: str | os.PathLike, n_clips: int = 360, clip_seconds: f
 
 def _generate(root: Path, params: dict, workers: int | None, progress: bool) -> None:
     """Render the corpus of ``params`` into a temporary sibling folder, then rename it to root."""
-    from ..data import SPLIT_SEED, split_indices  # imports torch, so only when needed
+    from ..split import SPLIT_SEED, split_indices  # imports torch, so only when needed
 
     n_clips, clip_seconds, seed = params["n_clips"], params["clip_seconds"], params["seed"]
     n_extra_midlevel, noise = params["n_extra_midlevel"], params["noise"]
