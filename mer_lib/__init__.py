@@ -16,7 +16,8 @@ Modules, one job each:
 - ``checksums``      checksums of checkpoint payloads (a changed bit is caught)
 - ``audio``          reading audio files, resampling, peak normalisation
 - ``frontend``       the log-filtered spectrogram (torch, batched, differentiable)
-- ``datasets``       one module per dataset, plus the synthetic corpus generator
+- ``datasets``       one module per dataset, plus the synthetic corpus (``synthesis``: the sound; ``synthetic``: the corpus)
+- ``split``          the fixed, seeded train/valid/test split
 - ``data``           spectrogram cache, split, standardisation, excerpts -> tensors
 - ``models``         the VGG-style backbone, heads and the variant registry
 - ``objectives``     what one training step does: plain, adversarial, ExpO, RAR (IG-NORM, IG-SUM-NORM)
@@ -29,6 +30,7 @@ Modules, one job each:
 - ``explain``        patch-space local explanations and ExpO's NF / stability metrics
 - ``attributions``   Integrated Gradients, RAR losses, attribution-robustness metrics
 - ``experiments``, ``extensions``, ``runner``  the one experiment spec, its jobs and engines
+- ``summaries``      per-system mean and spread over seeds (one ddof)
 - ``comparison``     per-model and per-system tables across chapters (the grand comparison)
 - ``stats``          the paired hierarchical bootstrap (seeds, then clips), t-tests, power
 - ``findings``, ``claims``  the book's decision rules and words; the paper's three claims

@@ -229,7 +229,7 @@ _LAYOUT_PROBE = """() => {
   const untitled = tables.filter(t => !/^Table \\d+/.test((t.querySelector('caption .caption-number') || {}).textContent || ''))
                          .map(t => name(t) + ': ' + (t.innerText || '').slice(0, 60));
   const stray = Array.from(article.querySelectorAll('.cell_output pre')).filter(visible)
-                     .map(e => e.innerText.trim()).filter(t => /^['"]?\|/.test(t)).map(t => t.slice(0, 60));
+                     .map(e => e.innerText.trim()).filter(t => /^['"]?\\|/.test(t)).map(t => t.slice(0, 60));
   const repro = document.getElementById('reproducibility');
   return {overflow, stray, uncaptioned, bare, noalt, untitled, figures: figures.length, tables: tables.length,
           page_width: document.documentElement.scrollWidth, window: window.innerWidth,

@@ -38,7 +38,7 @@ from mer_lib.data import MerTensors, split_indices
 from mer_lib.errors import MerError
 from mer_lib.experiments import Experiment
 from mer_lib.extensions import extension_model, quality_config
-from mer_lib.runner import Runner, TrainJob
+from mer_lib.runner import Runner
 from mer_lib.stack_training import get_trained_stack
 from mer_lib.store import META, TABLE, write_table
 
