@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -34,6 +35,11 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import MerError
+
+#: ``pandas.read_csv`` options that read back exactly the floats ``to_csv`` wrote (pandas < 3
+#: needs the round-trip parser); the stored tables and histories are read with them.
+EXACT_FLOATS = ({} if int(importlib.metadata.version("pandas").split(".")[0]) >= 3
+                else {"float_precision": "round_trip"})
 
 __all__ = ["StorageError", "mer_home", "atomic_path", "temporary_prefix",
            "remove_dead_temporaries"]

@@ -45,7 +45,7 @@ import pandas as pd
 
 from .errors import CheckpointError
 from .locks import work_lock
-from .paths import atomic_path
+from .paths import EXACT_FLOATS, atomic_path
 
 #: Bumped when the folder layout below changes.
 LAYOUT_VERSION = 2
@@ -95,8 +95,6 @@ def open_store(home: str | Path) -> Path:
 TABLE, META = "table.csv", "meta.json"
 #: The field of ``meta.json`` holding the sha256 of ``table.csv``'s bytes (absent in older stores).
 CHECKSUM = "sha256"
-#: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
-_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def identity_key(identity: dict) -> str:
@@ -139,7 +137,7 @@ def _read(folder: Path) -> tuple[dict, pd.DataFrame]:
     if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
         raise _Damaged(folder / TABLE, f"its content does not match the checksum recorded in {folder / META}")
     try:
-        table = pd.read_csv(io.BytesIO(raw), dtype={"example": str, "model_key": str}, **_EXACT_FLOATS)
+        table = pd.read_csv(io.BytesIO(raw), dtype={"example": str, "model_key": str}, **EXACT_FLOATS)
     except Exception as exc:   # noqa: BLE001 - whatever pandas makes of a garbled file, it cannot be used
         raise _Damaged(folder / TABLE, f"it cannot be parsed: {type(exc).__name__}: {exc}") from None
     rows = meta.get("rows")
@@ -263,27 +261,25 @@ def get_table(folder: Path, identity: dict, compute: Callable[[], pd.DataFrame],
     if stored is not None:
         return StoredTable(stored, folder, False)
     with work_lock(folder.with_name(folder.name + ".lock"), what=what):
-        if (folder / META).is_file():     # another worker finished it while we waited, or damaged
-            try:
-                meta, table = _read(folder)
-            except _Damaged as damage:
-                _set_aside(folder, damage)
-            else:
-                _checked(folder, meta, identity)
-                return StoredTable(table, folder, False)
+        stored = _stored_table(folder, identity, repair=True)   # another worker finished it meanwhile
+        if stored is not None:
+            return StoredTable(stored, folder, False)
         table = compute()
         write_table(folder, table, {"identity": identity, "key": folder.name, "rows": len(table),
                                     **(meta or {})})
     return StoredTable(load_table(folder, identity), folder, True)
 
 
-def _stored_table(folder: Path, identity: dict) -> pd.DataFrame | None:
-    """The intact table of ``identity`` in ``folder``; None when absent or damaged (see :func:`get_table`)."""
+def _stored_table(folder: Path, identity: dict, *, repair: bool = False) -> pd.DataFrame | None:
+    """The intact table of ``identity`` in ``folder``; None when absent or damaged (see
+    :func:`get_table`). With ``repair`` (the caller holds the work lock) a damaged folder is set aside."""
     if not (folder / META).is_file():
         return None
     try:
         meta, table = _read(folder)
-    except _Damaged:
-        return None                       # set aside and recomputed under the lock
+    except _Damaged as damage:
+        if repair:
+            _set_aside(folder, damage)
+        return None
     _checked(folder, meta, identity)
     return table

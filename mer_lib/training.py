@@ -84,6 +84,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -102,7 +103,7 @@ from .errors import CheckpointError, DataLayoutError, ParameterError, TrainingEr
 from .metrics import ConstantColumnWarning, evaluate, predict
 from .models import MerNet, Variant, build_model, get_variant
 from .objectives import StepContext, make_objective
-from .paths import atomic_path
+from .paths import EXACT_FLOATS, atomic_path
 from .checksums import digest_ok, with_digest
 from .profiles import Profile, get_profile
 from .runtime import resolve_device, seed_everything
@@ -112,8 +113,6 @@ FORMAT_VERSION = 2   # 2: objectives with options in the key; history columns pe
 #: Attack of the reference's adversarial training: epsilon, Adam step size (DESIGN §3-4).
 ADV_EPSILON = 0.001
 ADV_STEP_SIZE = 0.002
-#: pandas < 3 needs the round-trip float parser to read back exactly what it wrote.
-_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 #: History columns after ``epoch`` and the objective's components (``train_loss``, ...).
 HISTORY_COLUMNS = ("valid_score", "valid_r", "valid_mae",
                    "valid_concept_r", "adversarial", "improved", "seconds")
@@ -491,8 +490,6 @@ def _load_history(folder: Path, payload: dict) -> pd.DataFrame:
     (saying so on stderr). Models stored before ``model.pt`` held the history: the file as it
     is, or :class:`CheckpointError` naming it when it cannot be read.
     """
-    import sys
-
     path = folder / "history.csv"
     if payload.get("history") is None:
         if not path.is_file():
@@ -505,8 +502,8 @@ def _load_history(folder: Path, payload: dict) -> pd.DataFrame:
     expected = _history_bytes(payload["history"], tuple(payload["components"]))
     try:
         raw = path.read_bytes()
-        same = raw == expected or pd.read_csv(io.BytesIO(raw), **_EXACT_FLOATS).equals(
-            pd.read_csv(io.BytesIO(expected), **_EXACT_FLOATS))
+        same = raw == expected or pd.read_csv(io.BytesIO(raw), **EXACT_FLOATS).equals(
+            pd.read_csv(io.BytesIO(expected), **EXACT_FLOATS))
     except Exception:  # noqa: BLE001 - missing, unreadable or unparsable: written again below
         same = False
     if same:

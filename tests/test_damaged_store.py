@@ -245,14 +245,6 @@ def test_a_damaged_resume_state_of_an_extension_model(stored, home, capfd, how):
         _same_model(got, want)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 @pytest.mark.parametrize("how", DAMAGES)
 def test_a_damaged_resume_state_of_a_stacked_run(stored, tmp_path, capfd, float64, how):
     run_dir = Path(shutil.copytree(stored.stack_home, tmp_path / "stack"))

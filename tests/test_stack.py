@@ -34,14 +34,6 @@ TINY = dict(width=0.0625, epochs=3, patience=5, lr=3e-3)
 ADV = AttackConfig(mode="reference", epsilon=0.001, step_size=0.002, max_iterations=3).to_dict()
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 @pytest.fixture(scope="module")
 def data() -> MerTensors:
     """40 clips of 32 frames x 40 bands whose ratings are linear in three band-range levels."""
