@@ -33,6 +33,8 @@ one network pass per batch:
   that of a single run (a stack resumes from single runs' states and vice versa, as long as
   the members are at the same epoch).
 
+The members' bookkeeping and the stack's Adam state are in :mod:`mer_lib.stack_members`.
+
 Example:
     >>> from mer_lib.training import TrainConfig
     >>> configs = [TrainConfig("a2e", seed, width=0.0625, epochs=2) for seed in (6, 21, 42)]
@@ -46,20 +48,23 @@ import math
 import time
 import warnings
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from . import training as T
+from .attacks import AttackConfig
+from .attacks.precision import full_float32
 from .data import MerTensors
 from .errors import TrainingError
+from .locks import work_lock
 from .models import build_model, frozen_normalisation
 from .objectives import make_objective, task_loss
-from .runtime import resolve_device, seed_everything
+from .runtime import resolve_device
 from .stack import ModelStack, StackError, stacked_attack
-from . import training as T
+from .stack_members import _build, _Member, _member_optimizer_state, _new_member
 
 #: Objectives with a stacked step; the others train one model at a time.
 STACKABLE_OBJECTIVES = ("mse", "adversarial")
@@ -113,119 +118,6 @@ def check_stackable(configs: Sequence[T.TrainConfig]) -> list[T.TrainConfig]:
 
 
 # --------------------------------------------------------------------------------------
-# One member's bookkeeping
-# --------------------------------------------------------------------------------------
-
-@dataclass
-class _Member:
-    config: T.TrainConfig
-    identity: dict
-    key: str
-    folder: Path
-    gen: torch.Generator              # batch order
-    drop: torch.Generator             # dropout masks (the single run's global generator)
-    rng: dict                         # the single run's saved rng entries (numpy, python, ...)
-    model_state: dict
-    opt_state: dict | None = None
-    epoch: int = 0
-    best_score: float = -math.inf
-    best_epoch: int = 0
-    bad: int = 0
-    best_state: dict | None = None
-    history: list = field(default_factory=list)
-    loss_state: dict = field(default_factory=dict)
-    error: str | None = None
-    result: object = None
-
-    def rng_states(self, device: torch.device) -> dict:
-        out = dict(self.rng)
-        out["batches"] = self.gen.get_state()
-        if device.type == "cuda":
-            out["cuda"] = [self.drop.get_state()]
-        else:
-            out["torch"] = self.drop.get_state()
-        return out
-
-    @property
-    def running(self) -> bool:
-        return self.error is None and self.result is None and \
-            self.epoch < self.config.epochs and self.bad < self.config.patience
-
-
-def _new_member(config, data, run_dir, device, memory_format, resume: bool) -> _Member:
-    identity, key, folder = T._open_model_folder(config, data, run_dir)
-    gen = seed_everything(config.seed)
-    model = build_model(config.spec, config.width).to(device, memory_format=memory_format)
-    if config.init_from is not None:
-        T._initialise_from(model, Path(run_dir), config)
-    rng = T._rng_states(gen, device)
-    drop = torch.Generator(device=device)
-    drop.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
-    member = _Member(config, identity, key, folder, gen, drop, rng, T._cpu_state_dict(model))
-    saved = T._load_resume_state(folder, identity) if resume else None
-    if saved is not None:
-        member.model_state, member.opt_state = saved["model"], saved["optimizer"]
-        member.best_state = saved["best_state"]
-        member.epoch, member.best_score, member.best_epoch, member.bad = (
-            saved["epoch"], saved["best_score"], saved["best_epoch"], saved["bad_epochs"])
-        member.history, member.loss_state = saved["history"], saved["loss_state"]
-        rng = saved["rng"]
-        member.rng = rng
-        gen.set_state(rng["batches"])
-        drop.set_state(rng["cuda"][0] if device.type == "cuda" else rng["torch"])
-    return member
-
-
-# --------------------------------------------------------------------------------------
-# Stacks of members and their Adam state
-# --------------------------------------------------------------------------------------
-
-def _build(members: list[_Member], device, memory_format) -> tuple[ModelStack, torch.optim.Optimizer]:
-    """A stack and one Adam over it from the members' current model and optimiser states."""
-    cfg = members[0].config
-    with torch.random.fork_rng(devices=[]):
-        template = build_model(cfg.spec, cfg.width)
-    stack = ModelStack(template, len(members)).to(device, dtype=torch.get_default_dtype())
-    stack.load_members([m.model_state for m in members])
-    stack = stack.to(memory_format=memory_format)
-    stack.generators = [m.drop for m in members]
-    optimizer = torch.optim.Adam(stack.parameters(), lr=cfg.lr)
-    states = [m.opt_state for m in members]
-    if any(s is not None and s["state"] for s in states):
-        if not all(s is not None and s["state"] for s in states):
-            raise StackError("some members of the stack have taken optimiser steps and others not; "
-                             "resume them with train() or from the same epoch")
-        own = optimizer.state_dict()
-        stacked = {}
-        for i, (name, p) in enumerate(stack.named_parameters()):
-            per = [s["state"][i] for s in states]
-            steps = {float(e["step"]) for e in per}
-            if len(steps) != 1:
-                raise StackError(f"the members took different numbers of Adam steps ({sorted(steps)}); "
-                                 f"they cannot share a stack")
-            stacked[i] = {"step": per[0]["step"].clone(),
-                          **{key: torch.stack([e[key] for e in per]).reshape(p.shape).to(p.device, p.dtype)
-                             for key in ("exp_avg", "exp_avg_sq")}}
-        optimizer.load_state_dict({"state": stacked, "param_groups": own["param_groups"]})
-    return stack, optimizer
-
-
-def _member_optimizer_state(stack: ModelStack, optimizer: torch.optim.Optimizer, k: int) -> dict:
-    """Member ``k``'s Adam state in the single-model format (``torch.optim.Adam.state_dict()``)."""
-    sd = optimizer.state_dict()
-    state = {}
-    for i, (name, _) in enumerate(stack.named_parameters()):
-        if i not in sd["state"]:
-            continue
-        e = sd["state"][i]
-        shape = stack._shapes[name]
-        state[i] = {"step": e["step"].detach().cpu().clone(),
-                    **{key: e[key].reshape(stack.k, *shape)[k].detach().to("cpu", copy=True).contiguous()
-                       for key in ("exp_avg", "exp_avg_sq")}}
-    return {"state": state, "param_groups": [dict(g) for g in sd["param_groups"]]}
-
-
-# --------------------------------------------------------------------------------------
 # Steps
 # --------------------------------------------------------------------------------------
 
@@ -257,8 +149,6 @@ def _step(stack, optimizer, config: T.TrainConfig, epoch: int, x, y, m, bf16: bo
     spec = config.spec
     parts = {"train_loss": _descend(stack, optimizer, spec, x, y, m, bf16)}
     if spec.objective == "adversarial" and config.is_adversarial_epoch(epoch):
-        from .attacks import AttackConfig
-
         with frozen_normalisation(stack):
             results = stacked_attack(stack, x, y, AttackConfig.from_dict(config.adv_attack))
         x_adv = torch.stack([T.adversarial_input(r, config.adv_input) for r in results]).view_as(x)
@@ -270,8 +160,6 @@ def _step(stack, optimizer, config: T.TrainConfig, epoch: int, x, y, m, bf16: bo
 @torch.no_grad()
 def _predict(stack: ModelStack, x: torch.Tensor, batch_size: int = 64):
     """Every member's predictions on a shared ``x``: lists of float32 numpy arrays (as :func:`~mer_lib.metrics.predict`)."""
-    from .attacks.precision import full_float32
-
     was = stack.training
     stack.eval()
     es, cs = [], []
@@ -317,8 +205,6 @@ def train_stack(configs: Sequence[T.TrainConfig], data: MerTensors, run_dir: str
         warnings.warn("bf16 autocast is CUDA-only; ignored on CPU (float32)", RuntimeWarning, stacklevel=2)
     use_bf16 = cfg0.bf16 and on_cuda
     memory_format = torch.channels_last if cfg0.channels_last else torch.contiguous_format
-    from .attacks.precision import full_float32
-
     with T._deterministic(device), full_float32(), torch.random.fork_rng(devices=[]):
         members = [_new_member(c, data, run_dir, device, memory_format, resume) for c in configs]
         epochs = {m.epoch for m in members if m.running}
@@ -427,8 +313,6 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
     whose resume state (``state.pt``) is at another epoch than the others' (a stack steps its
     members together), are trained one by one with :func:`~mer_lib.training.train`.
     """
-    from .locks import work_lock
-
     configs = [T.TrainConfig.from_profile(profile, variant, s, **overrides) for s in seeds]
     dirs = [T.model_dir(run_dir, c, data) for c in configs]
     todo = [i for i, d in enumerate(dirs) if not (d / "model.pt").is_file()]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 
 from ..models import frozen_normalisation
+from .adversarial_batch import adversarial_input
 from .base import Objective, StepContext, register_objective, task_loss
 
 
@@ -41,8 +42,7 @@ class Adversarial(Objective):
 
     def step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
              midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        from ..attacks import AttackConfig, attack
-        from ..training import adversarial_input
+        from ..attacks import AttackConfig, attack   # at call time: tests spy on mer_lib.attacks.attack
 
         with ctx.autocast(x):
             clean = task_loss(ctx.model, ctx.variant, x, emotions, midlevel)
