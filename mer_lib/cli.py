@@ -7,6 +7,7 @@ Examples::
     python -m mer_lib run --profile paper --engine ray         # one Ray task per job (all GPUs)
     python -m mer_lib run --profile paper --engine ray --address auto   # an existing Ray cluster
     python -m mer_lib attack --variant a2m2e --seed 6 --mode projected --epsilon 0.003
+    python -m mer_lib attack --variant a2e --seed 6 --domain waveform --snr-db 40
     python -m mer_lib train --variant a2m2e --seed 6 --profile paper --data /path/to/folder
     python -m mer_lib list-variants
 
@@ -84,7 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     at.add_argument("--seed", type=int, required=True, help="training seed, e.g. 6")
     at.add_argument("--mode", choices=["reference", "projected"], default="projected",
                     help="attack mode (default: projected)")
-    _add_experiment_options(at, skip=("variants", "seeds", "modes", "epsilons", "reference_logs"))
+    at.add_argument("--domain", choices=["spectrogram", "waveform"], default="spectrogram",
+                    help="spectrogram: perturb the model input (default); waveform: perturb the audio "
+                         "through the front end")
+    at.add_argument("--threat", choices=["snr", "linf"], default=None,
+                    help="waveform threat model: snr (an SNR budget, the default) or linf (--wave-epsilon)")
+    at.add_argument("--snr-db", type=float, default=None,
+                    help="waveform attack: SNR budget in dB (default 40); the perturbation's SNR is at least this")
+    _add_experiment_options(at, skip=("variants", "seeds", "modes", "epsilons", "reference_logs", "snr_budgets_db"))
 
     sub.add_parser("list-variants", help="list the registered model variants",
                    description="List the registered model variants with their heads and training recipes.")
@@ -96,7 +104,7 @@ DATA_OPTIONS = ("profile", "device", "data", "n_clips", "clip_seconds", "corpus_
                 "excerpt_seconds", "excerpt_seed")
 #: The list parameters: comma-separated or a Python list on the command line ("None": the default).
 _LISTS = ("variants", "seeds", "modes", "epsilons", "extension_seeds", "expo_variants", "c_values",
-          "rar_variants")
+          "rar_variants", "snr_budgets_db")
 
 
 def _add_experiment_options(parser: argparse.ArgumentParser, *, only=None, skip=()) -> None:
@@ -161,8 +169,45 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wave_attack(args: argparse.Namespace) -> int:
+    """``attack --domain waveform``: one waveform attack of one model, its stored table summarised."""
+    from .errors import ParameterError
+
+    if args.mode != "projected":
+        raise ParameterError("--mode applies to spectrogram attacks; a waveform attack takes --threat "
+                             f"and --snr-db (got --mode {args.mode})")
+    threat = args.threat or "snr"
+    if threat == "linf" and args.snr_db is not None:
+        raise ParameterError(f"--snr-db is the budget of --threat snr, got --threat linf --snr-db {args.snr_db:g}")
+    budget = 40.0 if args.snr_db is None else args.snr_db
+    runner = _runner(args, variants=[args.variant], seeds=[args.seed],
+                     **({"snr_budgets_db": [budget]} if threat == "snr" else {}))
+    config = runner.exp.wave_config(threat, budget)
+    train_job = runner.train_jobs()[0]
+    trained = runner.train(train_job)
+    stored = runner.attack(runner._attack_job(train_job, config))
+    t = stored.table
+    print(f"model: {trained.path} ({'trained now' if trained.trained_now else 'stored'})")
+    print(f"attack: {config.to_dict()}")
+    print(f"table: {stored.path} ({'computed now' if stored.computed_now else 'stored'}), "
+          f"{len(t)} {runner.exp.split} clips")
+    for name, value in (("MAE clean", t.mae_clean.mean()), ("MAE adversarial (final)", t.mae_final.mean()),
+                        ("delta MAE", (t.mae_final - t.mae_clean).mean()),
+                        ("min waveform SNR (dB)", t.wave_snr_db.min()), ("max waveform L-inf", t.wave_linf.max()),
+                        ("converged", t.converged.mean())):
+        print(f"  {name:<26} {value:.4f}")
+    return 0
+
+
 def _attack(args: argparse.Namespace) -> int:
     from .runner import AttackJob, TrainJob
+
+    if args.domain == "waveform":
+        return _wave_attack(args)
+    if args.threat is not None or args.snr_db is not None:
+        from .errors import ParameterError
+
+        raise ParameterError("--threat and --snr-db apply to --domain waveform")
 
     from .params import parse_cli_list
 

@@ -249,31 +249,54 @@ def _warn_short_clips(paths: Sequence[Path], n_frames: Sequence[int]) -> list[tu
 # Excerpts and standardisation
 # --------------------------------------------------------------------------------------
 
+#: :func:`excerpt_starts` of a clip shorter than the excerpt (it is tiled, not cut).
+TILED = -1
+
+
+def excerpt_starts(lengths: Sequence[int], n_frames: int, seed: int = 0) -> list[int]:
+    """The first frame of each clip's random excerpt, as :func:`take_excerpts` draws it.
+
+    ``lengths`` are the clips' spectrogram lengths in frames. One start per clip, drawn
+    uniformly by a generator seeded with ``seed`` (in clip order, one draw per clip long
+    enough); a clip shorter than the excerpt gets :data:`TILED` (it is repeated, not cut).
+
+    Example:
+        >>> excerpt_starts([10, 3, 10], 5, seed=0)
+        [2, -1, 3]
+    """
+    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1:
+        raise ParameterError(f"excerpt length must be an integer number of frames >= 1, got {n_frames!r}")
+    gen = torch.Generator().manual_seed(seed)
+    starts = []
+    for length in lengths:
+        if length == 0:
+            raise DataLayoutError("a spectrogram has no frames (empty audio clip)")
+        if length < n_frames:
+            starts.append(TILED)
+            continue
+        starts.append(int(torch.randint(0, length - n_frames + 1, (1,), generator=gen)))
+    return starts
+
+
 def take_excerpts(specs: Sequence[torch.Tensor], n_frames: int, seed: int = 0) -> torch.Tensor:
     """One random excerpt of ``n_frames`` frames per spectrogram, stacked to (N, n_frames, bands).
 
-    The start of each excerpt is drawn uniformly by a generator seeded with ``seed``; a clip
-    shorter than the excerpt is extended by repeating it (as the reference does) and the
-    excerpt taken from its start.
+    The starts are :func:`excerpt_starts`; a clip shorter than the excerpt is extended by
+    repeating it (as the reference does) and the excerpt taken from its start.
 
     Example:
         >>> import torch
         >>> take_excerpts([torch.arange(6.).reshape(3, 2)], 5).squeeze(0)[:, 0].tolist()
         [0.0, 2.0, 4.0, 0.0, 2.0]
     """
-    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1:
-        raise ParameterError(f"excerpt length must be an integer number of frames >= 1, got {n_frames!r}")
-    gen = torch.Generator().manual_seed(seed)
+    starts = excerpt_starts([int(s.shape[0]) for s in specs], n_frames, seed)
     out = []
-    for spec in specs:
-        if spec.shape[0] == 0:
-            raise DataLayoutError("a spectrogram has no frames (empty audio clip)")
-        if spec.shape[0] < n_frames:
+    for spec, start in zip(specs, starts):
+        if start == TILED:
             reps = -(-n_frames // spec.shape[0])
             out.append(spec.repeat(reps, 1)[:n_frames])
-            continue
-        start = int(torch.randint(0, spec.shape[0] - n_frames + 1, (1,), generator=gen))
-        out.append(spec[start:start + n_frames])
+        else:
+            out.append(spec[start:start + n_frames])
     return torch.stack(out)
 
 
@@ -384,6 +407,7 @@ def load_dataset(profile: Profile | str = "quick", data: str | Path | None = Non
         x=x, emotions=emotions, midlevel=midlevel,
         split=split, ids=list(corpus.ids), mean=mean, std=std, identity=identity,
         info={"root": str(root), "corpus": corpus, "profile": profile.name,
-              "excerpt_frames": frames, "spectrogram_frames": n_frames,
+              "excerpt_frames": frames, "spectrogram_frames": n_frames, "excerpt_seed": excerpt_seed,
+              "excerpt_starts": excerpt_starts(n_frames, frames, seed=excerpt_seed),
               "short_clips": [(str(p), secs) for p, secs in short]},
     )

@@ -115,6 +115,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm"),
     Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units"),
     Param("rar_steps", None, "an integer >= 1 or None", "RAR training: Riemann steps m of the IG (None: the profile's)"),
+    Param("snr_budgets_db", None, "a list of finite numbers (dB)", "waveform attacks: SNR budgets in dB (None: the profile's)"),
+    Param("wave_epsilon", 0.001, "a number > 0", "waveform attack: L-inf bound on a sample (peak 1.0)"),
+    Param("wave_max_iterations", None, "an integer >= 1 or None", "waveform attacks: gradient steps (None: the profile's)"),
+    Param("wave_step_fraction", 0.25, "a number > 0", "waveform attacks: step length as a fraction of the budget"),
+    Param("wave_examples", None, "an integer >= 1 or None", "waveform attacks: first clips of the split (None: the profile's)"),
+    Param("listen_examples", 3, "an integer >= 1", "Listening chapter: clips with audio players"),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -293,6 +299,13 @@ class Experiment:
     rar_beta: float = 1.0
     rar_epsilon: float = 0.03
     rar_steps: int = 50
+    # waveform attacks (Listening chapter)
+    snr_budgets_db: tuple[float, ...] = (40.0,)
+    wave_epsilon: float = 0.001
+    wave_max_iterations: int = 10
+    wave_step_fraction: float = 0.25
+    wave_examples: int | None = None
+    listen_examples: int = 3
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -422,14 +435,32 @@ class Experiment:
             rar_epsilon=_positive_number("rar_epsilon", v["rar_epsilon"]),
             rar_steps=check_int("rar_steps", prof.rar_riemann_steps if v["rar_steps"] is None else v["rar_steps"],
                                 minimum=1))
+        from .attacks.wave_config import check_snr_db
+
+        budgets = list(prof.snr_budgets_db) if v["snr_budgets_db"] is None else v["snr_budgets_db"]
+        if isinstance(budgets, (str, bytes)) or not isinstance(budgets, (list, tuple)) or not budgets:
+            raise ParameterError(f"snr_budgets_db must be a non-empty list of finite numbers (dB), got {budgets!r}")
+        budgets = [check_snr_db(f"snr_budgets_db[{i}]", b) for i, b in enumerate(budgets)]
+        if len(set(budgets)) != len(budgets):
+            raise ParameterError(f"snr_budgets_db must not repeat a budget, got {v['snr_budgets_db']!r}")
+        waveform = dict(
+            snr_budgets_db=tuple(sorted(budgets, reverse=True)),
+            wave_epsilon=_positive_number("wave_epsilon", v["wave_epsilon"]),
+            wave_max_iterations=check_int("wave_max_iterations", prof.wave_iterations if v["wave_max_iterations"] is None
+                                          else v["wave_max_iterations"], minimum=1),
+            wave_step_fraction=_positive_number("wave_step_fraction", v["wave_step_fraction"]),
+            wave_examples=_optional("wave_examples", prof.wave_examples if v["wave_examples"] is None
+                                    else v["wave_examples"], _at_least(1)),
+            listen_examples=check_int("listen_examples", v["listen_examples"], minimum=1))
         exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,
                   clip_seconds=clip_seconds, corpus_seed=corpus_seed, spurious_cue=cue,
                   excerpt_seconds=excerpt_seconds, excerpt_seed=excerpt_seed, variants=variants,
                   seeds=seeds, modes=modes, reference_logs=None if logs is None else str(logs),
-                  **training, **attack, **extensions, **attributions, **rar)
+                  **training, **attack, **extensions, **attributions, **rar, **waveform)
         for variant in variants:      # the training and attack configurations validate too
             exp.train_config(variant, seeds[0])
         exp.attack_grid()
+        exp.wave_grid()
         return exp
 
     # ---------------------------------------------------------------- what it computes
@@ -473,6 +504,22 @@ class Experiment:
         configs = [self.attack_config(m, self.epsilon) for m in self.modes]
         configs += [self.attack_config("projected", e) for e in self.epsilons]
         return list(dict.fromkeys(configs))
+
+    def wave_config(self, threat: str, budget: float | None = None):
+        """The :class:`~mer_lib.attacks.wave_config.WaveAttackConfig` of one waveform attack:
+        ``threat="snr"`` at ``budget`` dB, or ``"linf"`` at :attr:`wave_epsilon`."""
+        from .attacks.wave_config import WaveAttackConfig
+
+        common = dict(step_fraction=self.wave_step_fraction, max_iterations=self.wave_max_iterations,
+                      examples=self.wave_examples)
+        if threat == "snr":
+            return WaveAttackConfig(threat="snr", snr_db=budget, **common)
+        return WaveAttackConfig(threat=check_choice("threat", threat, ("snr", "linf")),
+                                epsilon=self.wave_epsilon, **common)
+
+    def wave_grid(self) -> list:
+        """Every waveform attack: the SNR budgets (loudest perturbation last), then the L-inf one."""
+        return [self.wave_config("snr", b) for b in self.snr_budgets_db] + [self.wave_config("linf")]
 
     def load_kwargs(self) -> dict:
         """Keyword arguments of :func:`mer_lib.data.load_dataset` for this spec's data."""

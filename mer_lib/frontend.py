@@ -37,7 +37,7 @@ from mer_lib.errors import ParameterError, check_int
 __all__ = [
     "SAMPLE_RATE", "FPS", "FRAME_SIZE", "HOP", "N_BANDS", "N_BINS",
     "n_frames", "frame_starts", "frame_times", "fft_bin_frequencies", "log_filterbank",
-    "band_centres_hz", "LogFiltSpec", "compute_batch",
+    "band_centres_hz", "LogFiltSpec", "compute_batch", "frame_signal", "overlap_add",
 ]
 
 SAMPLE_RATE = 22050
@@ -258,11 +258,87 @@ class LogFiltSpec(torch.nn.Module):
             # ~2x faster: rows of the strided view of all windows, but its backward would
             # allocate a (B, S, 2048) gradient, so it is only used without autograd
             frames = x.unfold(-1, FRAME_SIZE, 1)[:, starts]              # (B, frames, 2048)
-        frames = frames.mul_(self.window.to(dev, dt))
-        mag = torch.fft.rfft(frames, dim=-1)[..., :N_BINS].abs()         # (B, frames, 1024)
+        # the gathered frames are a fresh copy: window them in place
+        return self._filtered(frames.mul_(self.window.to(dev, dt))).to(out_dtype)
+
+    def from_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Steps 2-5 on already framed samples: ``(..., 2048)`` frames -> ``(..., 149)``.
+
+        The frames are windowed, so a caller that frames a signal itself (e.g. the
+        waveform attacks, whose excerpts start at a fractional frame position) gets exactly
+        what :meth:`forward` computes. Works in :attr:`compute_dtype`; the output has it too.
+
+        Example:
+            >>> fe = LogFiltSpec()
+            >>> x = torch.randn(1000)                  # 2 frames, starting at samples 0 and 704
+            >>> frames = torch.nn.functional.pad(x, (0, 2048))[torch.tensor([0, 704])[:, None] + torch.arange(2048)]
+            >>> bool(torch.allclose(fe.from_frames(frames), fe(x)))
+            True
+        """
+        dev, dt = frames.device, self.compute_dtype
+        return self._filtered(frames.to(dt) * self.window.to(dev, dt))
+
+    def _filtered(self, windowed: torch.Tensor) -> torch.Tensor:
+        """Windowed frames -> log10(1 + |rfft| @ filterbank)."""
+        dev, dt = windowed.device, self.compute_dtype
+        mag = torch.fft.rfft(windowed, dim=-1)[..., :N_BINS].abs()       # (..., frames, 1024)
         # log10(1 + x) as madmom writes it (torch.log1p is ~10x slower on the CPU)
-        spec = torch.log10((mag @ self.filterbank.to(dev, dt)).add_(1.0))
-        return spec.to(out_dtype)
+        return torch.log10((mag @ self.filterbank.to(dev, dt)).add_(1.0))
+
+
+class _Frames(torch.autograd.Function):
+    """Rows of the strided view of all windows; backward: one ``index_add_`` (overlap-add)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+        ctx.save_for_backward(starts)
+        ctx.signal_shape = tuple(x.shape)
+        return x.unfold(-1, FRAME_SIZE, 1)[rows, starts]                 # a copy, (B, T, 2048)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (starts,) = ctx.saved_tensors
+        return overlap_add(grad, starts, ctx.signal_shape[1]), None
+
+
+def overlap_add(frames: torch.Tensor, starts: torch.Tensor, samples: int) -> torch.Tensor:
+    """Sum frames back into signals: (B, T, 2048) at (B, T) starts -> (B, ``samples``).
+
+    The adjoint of :func:`frame_signal` (its backward pass); with windowed frames divided by
+    the summed squared window it inverts a short-time Fourier transform.
+
+    Example:
+        >>> overlap_add(torch.ones(1, 2, 2048), torch.tensor([[0, 704]]), 3000)[0, [0, 704, 2047, 2752]].tolist()
+        [1.0, 2.0, 2.0, 0.0]
+    """
+    batch = frames.shape[0]
+    offsets = torch.arange(FRAME_SIZE, device=frames.device)
+    base = torch.arange(batch, device=frames.device).view(-1, 1, 1) * samples
+    index = (starts.to(frames.device).unsqueeze(-1) + offsets + base).reshape(-1)
+    out = frames.new_zeros(batch * samples).index_add_(0, index, frames.reshape(-1))
+    return out.view(batch, samples)
+
+
+def frame_signal(x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """Frames of ``FRAME_SIZE`` samples of each signal at its own starts: (B, S), (B, T) -> (B, T, 2048).
+
+    Differentiable with respect to ``x``; the backward pass is one overlap-add
+    (``index_add_``), about 6x faster on the CPU than the backward of advanced indexing and
+    without the (B, S, 2048) gradient of a strided view. Every frame must fit in its signal.
+
+    Example:
+        >>> x = torch.arange(3000.).unsqueeze(0)
+        >>> frame_signal(x, torch.tensor([[0, 704]]))[0, :, 0].tolist()
+        [0.0, 704.0]
+    """
+    if x.dim() != 2 or starts.dim() != 2 or starts.shape[0] != x.shape[0]:
+        raise ParameterError(f"x must be (B, samples) and starts (B, frames), got {tuple(x.shape)} "
+                             f"and {tuple(starts.shape)}")
+    if starts.numel() and (int(starts.min()) < 0 or int(starts.max()) + FRAME_SIZE > x.shape[1]):
+        raise ParameterError(f"every frame must lie inside the {x.shape[1]}-sample signals; starts run "
+                             f"from {int(starts.min())} to {int(starts.max())} (+ {FRAME_SIZE} samples)")
+    return _Frames.apply(x, starts.to(device=x.device, dtype=torch.long))
 
 
 _DEFAULT: dict[tuple[str, torch.dtype], LogFiltSpec] = {}

@@ -66,6 +66,10 @@ class Profile:
     rar_riemann_steps: int = 50          # RAR training: Riemann steps m of the IG (Chen et al.: 50)
     rar_attack_steps: int = 10           # RAR training: PGD steps k of the inner maximisation
     rar_reg_batch: int | None = None     # RAR training: clips per batch regularised (None: all)
+    # waveform attacks (Listening chapter): gradient steps, clips of the split, SNR budgets (dB)
+    wave_iterations: int = 100
+    wave_examples: int | None = None
+    snr_budgets_db: tuple[float, ...] = (60.0, 50.0, 40.0, 30.0, 20.0)
     # execution: the seeds of one plain or adversarial variant train together as one model stack
     # (mer_lib.stack_training), this many at a time; 1 = one model at a time. A stacked model is
     # stored as the single run of its seed (same key): equal up to float rounding, as on another
@@ -90,6 +94,7 @@ PROFILES: dict[str, Profile] = {
         finetune_epochs=1, expo_reg_batch=1, patch_bands=2, patch_segments=2, explain_examples=3,
         ig_steps=2, attr_steps=1, attr_examples=2,
         rar_riemann_steps=2, rar_attack_steps=1, rar_reg_batch=1,
+        wave_iterations=2, wave_examples=3, snr_budgets_db=(40.0, 20.0),
     ),
     # quick: every chapter on a 2-core CPU in minutes, and still the paper's effects. Measured on
     # the synthetic corpus, the A2M2E bottleneck only learns its concepts (test concept r >= 0.5)
@@ -132,6 +137,10 @@ PROFILES: dict[str, Profile] = {
         # the three seeds of a variant train as one stack: on 2 CPU cores at this size (channels_last)
         # 1.28x faster than three single runs for A2E, 1.25-1.47x for aA2E (adversarial every epoch)
         stack_size=3,
+        # waveform attacks: a step through the front end costs ~3-9x a spectrogram step at this
+        # width (the front end's FFTs dominate a width-0.125 model); 16 clips, 8 steps and three
+        # budgets plus the L-inf attack keep the Listening chapter's attacks near 3 min on 2 cores
+        wave_iterations=8, wave_examples=16, snr_budgets_db=(40.0, 30.0, 20.0),
     ),
     "paper": Profile(
         name="paper", n_clips=360, clip_seconds=15.0, n_extra_midlevel=0, excerpt_seconds=10.0,
@@ -161,8 +170,9 @@ def get_profile(name: str, **overrides) -> Profile:
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "seeds" in changes:
         changes["seeds"] = tuple(changes["seeds"])
-    if "epsilons" in changes:
-        changes["epsilons"] = tuple(changes["epsilons"])
+    for name in ("epsilons", "snr_budgets_db"):
+        if name in changes:
+            changes[name] = tuple(changes[name])
     profile = dataclasses.replace(base, **changes)
     _validate(profile)
     return profile
@@ -181,7 +191,7 @@ def _validate(p: Profile) -> None:
                 "attack_iterations": 1, "adv_attack_iterations": 1, "adv_every": 1,
                 "n_extra_midlevel": 0, "expo_reg_batch": 1, "patch_bands": 1, "patch_segments": 1,
                 "ig_steps": 2, "attr_steps": 1, "rar_riemann_steps": 1, "rar_attack_steps": 1,
-                "stack_size": 1}
+                "stack_size": 1, "wave_iterations": 1}
     if not isinstance(p.channels_last, bool):
         raise ParameterError(f"profile field channels_last must be True or False, got {p.channels_last!r}")
     if p.extension_seeds is not None and (isinstance(p.extension_seeds, bool)
@@ -197,9 +207,13 @@ def _validate(p: Profile) -> None:
     if p.finetune_lr is not None and (isinstance(p.finetune_lr, bool) or not isinstance(p.finetune_lr, (int, float))
                                       or not 0 < p.finetune_lr < math.inf):
         raise ParameterError(f"profile field finetune_lr must be None or a finite number > 0, got {p.finetune_lr!r}")
-    for key in ("finetune_epochs", "explain_examples", "attr_examples", "rar_reg_batch"):
+    for key in ("finetune_epochs", "explain_examples", "attr_examples", "rar_reg_batch", "wave_examples"):
         value = getattr(p, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ParameterError(f"profile field {key} must be None or an integer >= 1, got {value!r}")
     if not p.epsilons or not all(isinstance(e, (int, float)) and e > 0 for e in p.epsilons):
         raise ParameterError(f"profile field epsilons must be a list of numbers > 0, got {p.epsilons!r}")
+    if not p.snr_budgets_db or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
+                                       for b in p.snr_budgets_db):
+        raise ParameterError(f"profile field snr_budgets_db must be a list of finite numbers (dB), "
+                             f"got {p.snr_budgets_db!r}")

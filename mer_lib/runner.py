@@ -184,15 +184,18 @@ class Runner:
                 for v, s in self.exp.models()]
 
     def attack_jobs(self) -> list[AttackJob]:
-        """One job per (attack configuration, model)."""
-        from .attacks.results import result_identity, result_key
+        """One job per (attack configuration, model): the spectrogram grid, then the waveform attacks."""
+        return [self._attack_job(tj, config) for config in self.exp.attack_grid() + self.exp.wave_grid()
+                for tj in self.train_jobs()]
 
-        jobs = []
-        for config in self.exp.attack_grid():
-            for tj in self.train_jobs():
-                identity = result_identity(tj.key, config, self.exp.split, self.data.identity)
-                jobs.append(AttackJob(tj, config, self.exp.split, result_key(identity)))
-        return jobs
+    def _attack_job(self, tj: TrainJob, config) -> AttackJob:
+        """The job of attacking ``tj``'s model with ``config`` (spectrogram or waveform domain)."""
+        from .attacks.results import result_identity, result_key
+        from .attacks.wave_results import wave_result_identity
+
+        identity = (wave_result_identity if _is_wave(config) else result_identity)(
+            tj.key, config, self.exp.split, self.data.identity)
+        return AttackJob(tj, config, self.exp.split, result_key(identity))
 
     def jobs(self, kinds=("train", "attack")) -> list:
         """Train jobs, then attack jobs (of the requested kinds)."""
@@ -252,8 +255,8 @@ class Runner:
         variant, :attr:`attack_stack_size` at most (none when that is 1)."""
         size = self.attack_stack_size
         groups: dict[tuple, list[AttackJob]] = {}
-        for job in jobs:
-            if job.kind == "attack" and size > 1:
+        for job in jobs:      # waveform attacks run one model at a time
+            if job.kind == "attack" and size > 1 and not _is_wave(job.config):
                 groups.setdefault((job.config, job.split, job.model.variant), []).append(job)
         return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)
                 if len(group[i:i + size]) > 1]
@@ -326,6 +329,11 @@ class Runner:
         if job.key in self._stacked_tables:            # attacked in a stack by this runner
             return self._stacked_tables[job.key]
         trained = self.train(job.model)
+        if _is_wave(job.config):
+            from .attacks.wave_results import get_wave_attack
+
+            return get_wave_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
+                                   device=self.device)
         return get_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
                           device=self.device, progress=False)
 
@@ -467,12 +475,7 @@ class Runner:
 
     def attack_table(self, config) -> pd.DataFrame:
         """The per-example table of every model of the grid under one attack configuration."""
-        from .attacks.results import result_identity, result_key
-
-        jobs = []
-        for tj in self.train_jobs():
-            identity = result_identity(tj.key, config, self.exp.split, self.data.identity)
-            jobs.append(AttackJob(tj, config, self.exp.split, result_key(identity)))
+        jobs = [self._attack_job(tj, config) for tj in self.train_jobs()]
         missing = [j for j in jobs if not self.is_done(j)]
         if missing:
             report = self._run_inprocess(missing)
@@ -484,6 +487,16 @@ class Runner:
         if self.missing():
             self.run()
         return {config: self.attack_table(config) for config in self.exp.attack_grid()}
+
+
+    def wave_tables(self) -> dict:
+        """``{WaveAttackConfig: table}`` for the experiment's waveform attacks (missing jobs run first)."""
+        return {config: self.attack_table(config) for config in self.exp.wave_grid()}
+
+
+def _is_wave(config) -> bool:
+    """True for a waveform-domain attack configuration."""
+    return getattr(config, "domain", "spectrogram") == "waveform"
 
 
 def execute_job(experiment, run_dir: str, job, data) -> bool:

@@ -14,6 +14,12 @@ are four separate pieces (the objective lives outside the attack, as in captum):
 - **update rule** and **projection** (:mod:`.steps`): ``delta <- projection(update(delta, grad))``.
 - **stop rule** (:mod:`.stopping`): which examples stop, which perturbation each keeps.
 
+Per-example side information an objective needs besides ``x`` and ``y`` (e.g. where the
+frames of each waveform excerpt start, :mod:`.waveform`) is passed as ``context``, a dict of
+tensors with ``x``'s first dimension: the engine cuts it into chunks and drops stopped
+examples from it exactly as it does ``x``, and calls ``objective(..., context=cw)`` with the
+working batch's rows (objectives that take no context are called without it).
+
 Counting: the perturbation after ``t`` steps is *iteration* ``t`` (``t = 0`` is ``start``).
 With ``evaluate_last=True`` the engine evaluates iterations ``0 .. steps`` (``steps + 1``
 passes; the last one without a gradient); with ``evaluate_last=False`` it evaluates
@@ -154,7 +160,7 @@ class EngineResult:
 
 
 def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, evaluate_last,
-           bar) -> dict:
+           bar, context=None) -> dict:
     """Attack one chunk of examples together (see the module docstring)."""
     n, dev = x.shape[0], x.device
     stop.reset(n, dev)
@@ -166,11 +172,12 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
     with_outputs = evaluate_last
 
     active = torch.arange(n, device=dev)
-    xw, yw, dw = x, y, start
+    xw, yw, dw, cw = x, y, start, context
+    extra = {} if context is None else {"context": cw}
     update.reset(dw)
     for t in range(passes):
         last = evaluate_last and t == passes - 1
-        ev = objective(model, xw, dw, yw, grad=not last)
+        ev = objective(model, xw, dw, yw, grad=not last, **extra)
         out = ev.output
         if t == 0:              # all n examples are active: allocate outputs like the model's
             with_outputs = with_outputs and out is not None
@@ -202,6 +209,9 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
             keep = ~done
             active, xw, dw, grad = active[keep], xw[keep], dw[keep], grad[keep]
             yw = None if yw is None else yw[keep]
+            if cw is not None:
+                cw = {k: v[keep] for k, v in cw.items()}
+                extra = {"context": cw}
             update.keep(keep)
         dw = projection(update(dw.detach(), grad))
         if bar is not None:
@@ -224,13 +234,15 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
 def run_engine(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, *,
                objective: Objective, update, projection=None, stop: StopRule, start: torch.Tensor,
                steps: int, evaluate_last: bool = True, batch_size: int | None = None,
-               progress: bool = False, desc: str = "attack") -> EngineResult:
+               progress: bool = False, desc: str = "attack",
+               context: dict[str, torch.Tensor] | None = None) -> EngineResult:
     """Ascend ``objective`` from ``x + start`` (see the module docstring); returns an :class:`EngineResult`.
 
     ``y`` (targets, first dimension N, or ``None``) goes to the objective and the stop rule
     with the working batch. ``projection=None`` is :class:`~.steps.NoProjection`. Runs on
     ``x``'s device; ``batch_size`` examples at a time (default: all); ``progress`` shows a
-    tqdm bar of finished examples.
+    tqdm bar of finished examples. ``context`` (per-example tensors, first dimension N) goes
+    to the objective with the working batch (see the module docstring).
     """
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         raise ParameterError(f"x must be a tensor (N >= 1, ...), got "
@@ -241,6 +253,11 @@ def run_engine(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
     if not isinstance(start, torch.Tensor) or start.shape != x.shape:
         raise ParameterError(f"start must have x's shape {tuple(x.shape)}")
     check_int("steps", steps, minimum=0)
+    if context is not None:
+        bad = [k for k, v in context.items() if not isinstance(v, torch.Tensor) or v.shape[:1] != (n,)]
+        if not isinstance(context, dict) or bad:
+            raise ParameterError(f"context must map names to tensors with x's {n} examples first; "
+                                 f"bad entries: {bad}")
     batch_size = n if batch_size is None else check_int("batch_size", batch_size)
     projection = NoProjection() if projection is None else projection
     start = start.to(device=x.device, dtype=x.dtype)
@@ -250,7 +267,8 @@ def run_engine(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
             sl = slice(lo, lo + batch_size)
             parts.append(_chunk(model, x[sl], None if y is None else y[sl], start[sl],
                                 objective=objective, update=update, projection=projection, stop=stop,
-                                steps=steps, evaluate_last=evaluate_last, bar=bar if progress else None))
+                                steps=steps, evaluate_last=evaluate_last, bar=bar if progress else None,
+                                context=None if context is None else {k: v[sl] for k, v in context.items()}))
 
     def cat(values):
         return None if values[0] is None else torch.cat(values)

@@ -62,7 +62,13 @@ load_result = load_table
 
 
 def describe(config: AttackConfig) -> str:
-    """Short description for logs: ``projected eps=0.001``."""
+    """Short description for logs: ``projected eps=0.001`` (a waveform attack describes itself).
+
+    >>> describe(AttackConfig(epsilon=0.001))
+    'projected eps=0.001'
+    """
+    if hasattr(config, "describe"):
+        return config.describe()
     return f"{config.mode} eps={config.epsilon:g}"
 
 
