@@ -5,8 +5,12 @@ Modules, one job each:
 - :mod:`.ig`         IG maps of the emotion outputs (captum, and a differentiable native
   version) and the baselines (``"zeros"`` = the standardised mean, ``"silence"``)
 - :mod:`.saliency`   gradient saliency maps, for comparison
-- :mod:`.rar`        IG of the loss from x to x' (double backprop), the IG-NORM and
-  IG-SUM-NORM objectives with a memory-bounded backward, and their inner maximisation
+- :mod:`.rar`        Robust Attribution Regularization: the IG-NORM and IG-SUM-NORM
+  objectives with a memory-bounded backward; it re-exports the two modules it builds on,
+  so every RAR name imports from it
+- :mod:`.rar_base`   :class:`RarConfig` (its field defaults are the project's RAR defaults)
+  and the IG of the loss from x to x' (double backprop)
+- :mod:`.rar_inner`  the inner maximisation over x' (:func:`rar_attack`)
 - :mod:`.metrics`    top-k intersection and Kendall's tau-b between attribution maps
 - :mod:`.surrogate`  the softplus surrogate and the top-k attribution attack
 - :mod:`.report`     stored attribution-robustness tables of trained models (top-k attack,

@@ -35,14 +35,18 @@ is not used (double backprop runs in float32).
 Components: ``train_loss`` (= ``rar_task_loss + weight * rar_ig_norm``), ``rar_task_loss``,
 ``rar_ig_norm`` (the mean over ``R`` of the normalised ``|IG(x, x')|_1``).
 
-**Defaults** (``defaults``), for this project's standardised spectrograms: ``epsilon`` 0.03,
-the attribution attack's radius (``attr_epsilon`` of the Attributions chapter, between the
-attack chapter's quick epsilons 0.01 and 0.1), so the models are trained against the threat
-they are evaluated under; ``riemann_steps`` m = 50 and ``approx_factor`` 5 (10 Riemann steps
-inside the attack, DESIGN §6); ``attack_steps`` k = 10 with Madry's step ``2.5 eps / k``;
-weight 1 (a unit of attribution weighs like a unit of loss); ``chunk_size`` 10 (one graph for
-m <= 10). The experiment passes the profile's sizes (:func:`mer_lib.extensions.rar_options`:
-quick m = 4, k = 3, one regularised clip per batch).
+**Defaults** (``defaults``, :data:`RAR_DEFAULTS`): the field defaults of
+:class:`~mer_lib.attributions.rar.RarConfig`, the one place they are set, plus ``reg_batch``
+None (all of the batch). For this project's standardised spectrograms: ``epsilon`` 0.03, the
+attribution attack's radius (``attr_epsilon`` of the Attributions chapter, between the attack
+chapter's quick epsilons 0.01 and 0.1), so the models are trained against the threat they are
+evaluated under; ``riemann_steps`` m = 50 and ``approx_factor`` 5 (10 Riemann steps inside
+the attack, DESIGN §6); ``attack_steps`` k = 10 with Madry's step ``2.5 eps / k``; weight 1 (a
+unit of attribution weighs like a unit of loss); ``chunk_size`` 10 (one graph for m <= 10).
+The resolved options are part of a trained model's cache key: changing a default changes the
+keys of the stored RAR models (``tests/test_rar_defaults.py`` pins them). The experiment
+passes the profile's sizes (:func:`mer_lib.extensions.rar_options`: quick m = 4, k = 3, one
+regularised clip per batch).
 
 Registered variants: ``ignorm_a2e``, ``ignorm_a2b2e`` (IG-NORM on the A2E and the bottleneck
 architecture), ``igsumnorm_a2e``, ``igsumnorm_a2b2e`` (IG-SUM-NORM).
@@ -65,6 +69,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -75,10 +80,14 @@ from ..errors import ParameterError
 from ..models import Variant, register_variant
 from .base import Objective, StepContext, check_finite_option, register_objective, task_loss
 
-#: Options of both objectives and their defaults (see the module docstring for the choice).
-RAR_DEFAULTS: dict[str, Any] = {"weight": 1.0, "epsilon": 0.03, "riemann_steps": 50, "attack_steps": 10,
-                                "step_size": None, "approx_factor": 5, "chunk_size": 10,
-                                "normalisation": "sum", "reg_batch": None}
+#: The :class:`RarConfig` fields that are options of both objectives (not ``objective``: the
+#: objective's own name; not ``seed``: each step's random start comes from :func:`batch_generator`).
+RAR_CONFIG_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RarConfig)
+                                            if f.name not in ("objective", "seed"))
+#: Options of both objectives and their defaults: :class:`RarConfig`'s field defaults (the one
+#: source of the RAR defaults, see the module docstring for the choice) plus ``reg_batch``.
+RAR_DEFAULTS: dict[str, Any] = {**{f.name: f.default for f in dataclasses.fields(RarConfig)
+                                   if f.name in RAR_CONFIG_OPTIONS}, "reg_batch": None}
 
 
 def _check_count(objective: str, name: str, value: Any, *, optional: bool = False) -> None:
@@ -128,11 +137,7 @@ class _RarObjective(Objective):
     @property
     def rar_config(self) -> RarConfig:
         """The :class:`~mer_lib.attributions.rar.RarConfig` of these options."""
-        o = self.options
-        return RarConfig(objective=self.name, weight=o["weight"], epsilon=o["epsilon"],
-                         riemann_steps=o["riemann_steps"], attack_steps=o["attack_steps"],
-                         step_size=o["step_size"], approx_factor=o["approx_factor"],
-                         chunk_size=o["chunk_size"], normalisation=o["normalisation"])
+        return RarConfig(objective=self.name, **{k: self.options[k] for k in RAR_CONFIG_OPTIONS})
 
     def step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
              midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
