@@ -1,0 +1,129 @@
+"""The Listening chapter's analysis: SNR curves, the paper's question in audio, realisability.
+
+Everything the chapter shows that a second chapter or a user would compute again:
+
+- :func:`wave_clips` — the per-clip ΔMAE of every waveform attack, with the threat and budget;
+- :func:`snr_curve` — per system and SNR budget, the mean ΔMAE over seeds and clips with its
+  hierarchical bootstrap interval (:func:`mer_lib.findings.system_intervals`);
+- :func:`wave_claims` — the paper's claims 1 and 2 (:func:`mer_lib.claims.paper_claims`)
+  decided on the waveform attack at one budget;
+- :func:`get_realisability` — the stored per-clip table of
+  :func:`mer_lib.attacks.realisability.realisability` for one model and spectrogram attack;
+  :func:`realisability_summary` — per system and attack, what fraction survives.
+
+Example (``runner`` a :class:`mer_lib.runner.Runner` whose jobs are done)::
+
+    clips = wave_clips(runner.wave_tables())
+    snr_curve(clips).head()
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .attacks.engine import attack
+from .attacks.realisability import realisability
+from .claims import paper_claims
+from .findings import attack_clips, system_intervals
+from .runtime import resolve_device
+from .store import StoredTable, get_table, table_dir
+from .wave_excerpts import wave_excerpts
+
+__all__ = ["wave_clips", "snr_curve", "wave_claims", "get_realisability", "realisability_summary",
+           "REALISABILITY_VERSION"]
+
+#: Bumped when :func:`get_realisability`'s table changes for the same inputs.
+REALISABILITY_VERSION = 1
+
+
+def wave_clips(tables: dict) -> pd.DataFrame:
+    """``{WaveAttackConfig: table}`` -> one tidy table of :func:`~mer_lib.findings.attack_clips`
+    rows plus ``threat``, ``budget`` (dB, NaN for L-inf), ``wave_snr_db``."""
+    parts = []
+    for config, table in tables.items():
+        clips = attack_clips(table)
+        clips["threat"] = config.threat
+        clips["budget"] = np.nan if config.snr_db is None else config.snr_db
+        clips["wave_snr_db"] = table["wave_snr_db"].to_numpy()
+        parts.append(clips)
+    return pd.concat(parts, ignore_index=True)
+
+
+def snr_curve(clips: pd.DataFrame, systems=None, *, level: float = 0.95) -> pd.DataFrame:
+    """Per SNR budget and system: mean ΔMAE and its interval (columns of
+    :func:`~mer_lib.findings.system_intervals` plus ``budget``), loudest budget last."""
+    snr = clips[clips.threat == "snr"]
+    parts = [system_intervals(part, "delta_mae", systems, level=level).assign(budget=budget)
+             for budget, part in snr.groupby("budget", sort=False)]
+    return pd.concat(parts, ignore_index=True).sort_values(["budget", "label"], ascending=[False, True])
+
+
+def wave_claims(clips: pd.DataFrame, budget: float, *, level: float = 0.95) -> pd.DataFrame:
+    """Claims 1 and 2 of the paper (:data:`mer_lib.claims.CLAIMS`) on the waveform attack at ``budget`` dB."""
+    part = clips[(clips.threat == "snr") & (clips.budget == budget)]
+    return paper_claims(part, None, level=level).iloc[:2].reset_index(drop=True)
+
+
+def _realisability_identity(trained, config, split: str, data, examples: int | None) -> dict:
+    return {"realisability": REALISABILITY_VERSION, "model": str(trained.key), "attack": config.to_dict(),
+            "split": split, "data": str(data.identity), "examples": examples}
+
+
+def get_realisability(trained, data, config, *, split: str = "test", examples: int | None = None,
+                      run_dir: str | Path, device=None) -> StoredTable:
+    """The stored realisability table of ``trained`` under the spectrogram attack ``config``
+    (an :class:`~mer_lib.attacks.AttackConfig`) on the first ``examples`` clips of ``split``.
+
+    The attack is run again on those clips (per-example and deterministic in eval mode, so its
+    perturbations are those of the stored attack table), each perturbation is realised as
+    audio and measured (:func:`mer_lib.attacks.realisability.realisability`). Columns: that
+    function's plus ``variant, seed, model_key, mode, epsilon``.
+    """
+    identity = _realisability_identity(trained, config, split, data, examples)
+    folder = table_dir(run_dir, "realisability", trained.key, identity)
+
+    def compute() -> pd.DataFrame:
+        excerpts = wave_excerpts(data, split, limit=examples)
+        rows = torch.as_tensor(excerpts.rows)
+        dev = resolve_device(device)
+        model = trained.model
+        params = list(model.parameters())
+        home = params[0].device if params else torch.device("cpu")
+        was_training = model.training
+        try:
+            model.to(dev).eval()
+            result = attack(model, data.x[rows].to(dev), data.emotions[rows].to(dev), config)
+            table = realisability(model, excerpts, data.emotions[rows], result.x_adv, mean=data.mean, std=data.std)
+        finally:
+            model.to(home).train(was_training)
+        extra = {"variant": trained.config.variant, "seed": int(trained.config.seed),
+                 "model_key": str(trained.key), "mode": config.mode, "epsilon": config.epsilon}
+        for i, (name, value) in enumerate(extra.items()):
+            table.insert(1 + i, name, value)
+        return table
+
+    what = f"realisability {trained.config.variant} seed {trained.config.seed} {config.mode} ({folder.name})"
+    return get_table(folder, identity, compute, what=what,
+                     meta={"variant": trained.config.variant, "seed": int(trained.config.seed)})
+
+
+def realisability_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per attack mode and system: mean survival and residual over clips with a perturbation,
+    the median SNR of the realised audio, and the fraction of the mean ΔMAE that survives
+    (``(MAE realised − MAE clean) / (MAE perturbed − MAE clean)``, means over clips and seeds)."""
+    from .findings import label
+
+    t = table.assign(system=table.variant.map(label))
+    rows = []
+    for (mode, system), part in t.groupby(["mode", "system"], sort=False):
+        moved = part.dropna(subset=["survival"])
+        damage = (part.mae_adv - part.mae_clean).mean()
+        rows.append({"mode": mode, "system": system, "clips": len(part), "perturbed": len(moved),
+                     "survival": moved.survival.mean(), "residual": moved.residual.mean(),
+                     "realised_snr_db": moved.realised_snr_db.median(),
+                     "delta_mae_adv": damage, "delta_mae_realised": (part.mae_realised - part.mae_clean).mean(),
+                     "delta_mae_kept": (part.mae_realised - part.mae_clean).mean() / damage if damage else np.nan})
+    return pd.DataFrame(rows)
