@@ -549,6 +549,7 @@ class Experiment:
         return (f"experiment {self.key()}: profile {self.profile}, {data}, {len(self.variants)} variants "
                 f"x {len(self.seeds)} seeds (width {self.width:g}, <= {self.epochs} epochs), "
                 f"{len(self.attack_grid())} attack configurations x {self.max_iterations} iterations "
+                f"and {len(self.wave_grid())} waveform attacks x {self.wave_max_iterations} steps "
                 f"on the {self.split} split")
 
 

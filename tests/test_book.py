@@ -237,6 +237,15 @@ _LAYOUT_PROBE = """() => {
 }"""
 
 
+def _excerpt_seconds() -> float:
+    """Duration of the audio behind one excerpt of the smoke profile (the test book's)."""
+    from mer_lib.profiles import get_profile
+    from mer_lib.wave_excerpts import excerpt_span
+
+    first, stop, _ = excerpt_span(0, get_profile("smoke").excerpt_frames)
+    return (stop - first) / 22050
+
+
 def test_every_page_reads_like_a_paper_in_chromium(site_url, built_book):
     """At a 1280-px window, on every page: no table, figure or equation runs past the text column
     (nor does any table need its scroll container, which would cut its caption); every figure has a number, a caption and alt
@@ -263,6 +272,14 @@ def test_every_page_reads_like_a_paper_in_chromium(site_url, built_book):
             got = page.evaluate(_LAYOUT_PROBE)
             counts[name] = {"figures": got["figures"], "tables": got["tables"]}
             where = f"{name}.html"
+            if name == "listening":       # the audio players load and last as long as an excerpt
+                page.wait_for_function("Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1)",
+                                       timeout=30000)
+                durations = page.evaluate("Array.from(document.querySelectorAll('audio')).map(a => a.duration)")
+                counts[name]["audio"] = len(durations)
+                expected = _excerpt_seconds()
+                if len(durations) < 3 or any(abs(d - expected) > 0.01 for d in durations):
+                    problems.append(f"{where}: audio players {durations} s, expected >= 3 of {expected:.3f} s")
             problems += [f"{where}: overflow: {o}" for o in got["overflow"]]
             if got["page_width"] > got["window"]:
                 problems.append(f"{where}: the page scrolls sideways ({got['page_width']} px > {got['window']})")

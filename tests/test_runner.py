@@ -159,15 +159,15 @@ def baseline(tmp_path_factory, one_torch_thread):
 def test_plan_lists_every_job_then_nothing_after_a_run(baseline):
     exp = baseline.runner.exp
     plan = baseline.before
-    n_models, n_attacks = len(exp.models()), len(exp.models()) * len(exp.attack_grid())
-    assert (n_models, n_attacks) == (5, 15)
+    n_models, n_attacks = len(exp.models()), len(exp.models()) * (len(exp.attack_grid()) + len(exp.wave_grid()))
+    assert (n_models, n_attacks) == (5, 30)          # 3 spectrogram and 3 waveform attacks per model
     assert plan.kind.tolist() == ["train"] * n_models + ["attack"] * n_attacks
     assert (plan.status == "to do").all() and plan.key.is_unique
     assert plan[plan.kind == "attack"].needs.str.endswith("(to train)").all()
     assert len(baseline.report.trained) == n_models and len(baseline.report.attacked) == n_attacks
     assert (baseline.runner.plan().status == "stored").all()
     text = baseline.runner.plan_text()
-    assert text.splitlines()[-1] == "train: 0 of 5 models to do; attack: 0 of 15 attacks to do"
+    assert text.splitlines()[-1] == "train: 0 of 5 models to do; attack: 0 of 30 attacks to do"
 
 
 def test_a_second_runner_computes_nothing(baseline, monkeypatch):
@@ -212,10 +212,11 @@ def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, 
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("1 job(s) failed: train a2m2e seed 6: TrainingError: training a2m2e seed 6")
-    assert "2 attack(s) skipped because their model failed" in message
+    assert "5 attack(s) skipped because their model failed" in message
     plan = runner.plan()
     assert plan[plan.status == "to do"].job.tolist() == [
-        "a2m2e seed 6", "a2m2e seed 6, projected eps=0.001", "a2m2e seed 6, projected eps=0.01"]
+        "a2m2e seed 6", "a2m2e seed 6, projected eps=0.001", "a2m2e seed 6, projected eps=0.01",
+        "a2m2e seed 6, waveform SNR >= 40 dB", "a2m2e seed 6, waveform SNR >= 20 dB", "a2m2e seed 6, waveform |d| <= 0.001"]
 
 
 def test_a_copied_store_and_data_find_every_result(baseline, tmp_path, monkeypatch):

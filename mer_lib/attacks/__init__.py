@@ -15,6 +15,10 @@
 - :mod:`.snr`            :func:`spectrogram_snr_db`
 - :mod:`.results`        :func:`run_attack`, the cached per-model attack table
 - :mod:`.reference_logs` :func:`read_reference_log(s) <read_reference_log>` for the original's logs
+- :mod:`.wave_config`    :class:`~.wave_config.WaveAttackConfig` (SNR-budget and L-inf threat models on audio)
+- :mod:`.waveform`       :func:`~.waveform.wave_attack`: the attack on the excerpt's audio through the front end
+- :mod:`.wave_results`   the stored per-clip waveform-attack table (true SNR per clip)
+- :mod:`.realisability`  spectrogram perturbations made into audio and measured again
 
 Example:
     >>> import torch
