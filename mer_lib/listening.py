@@ -64,7 +64,10 @@ def snr_curve(clips: pd.DataFrame, systems=None, *, level: float = 0.95) -> pd.D
 def wave_claims(clips: pd.DataFrame, budget: float, *, level: float = 0.95) -> pd.DataFrame:
     """Claims 1 and 2 of the paper (:data:`mer_lib.claims.CLAIMS`) on the waveform attack at ``budget`` dB."""
     part = clips[(clips.threat == "snr") & (clips.budget == budget)]
-    return paper_claims(part, None, level=level).iloc[:2].reset_index(drop=True)
+    claims = paper_claims(part, None, level=level)
+    out = claims.iloc[:2].reset_index(drop=True)
+    out.attrs["decisions"] = claims.attrs["decisions"]
+    return out
 
 
 def _realisability_identity(trained, config, split: str, data, examples: int | None) -> dict:

@@ -185,8 +185,13 @@ class Runner:
 
     def attack_jobs(self) -> list[AttackJob]:
         """One job per (attack configuration, model): the spectrogram grid, then the waveform attacks."""
-        return [self._attack_job(tj, config) for config in self.exp.attack_grid() + self.exp.wave_grid()
+        return [self._attack_job(tj, config) for config in self.exp.attack_grid() + self.wave_grid()
                 for tj in self.train_jobs()]
+
+    def wave_grid(self) -> list:
+        """The experiment's waveform attacks, or none when the data hold no audio: tensors made
+        in memory (not by :func:`mer_lib.data.load_dataset`) record no audio files to attack."""
+        return self.exp.wave_grid() if self.data.info.get("excerpt_starts") is not None else []
 
     def _attack_job(self, tj: TrainJob, config) -> AttackJob:
         """The job of attacking ``tj``'s model with ``config`` (spectrogram or waveform domain)."""
@@ -491,7 +496,7 @@ class Runner:
 
     def wave_tables(self) -> dict:
         """``{WaveAttackConfig: table}`` for the experiment's waveform attacks (missing jobs run first)."""
-        return {config: self.attack_table(config) for config in self.exp.wave_grid()}
+        return {config: self.attack_table(config) for config in self.wave_grid()}
 
 
 def _is_wave(config) -> bool:

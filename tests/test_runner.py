@@ -255,7 +255,7 @@ def test_two_processes_on_one_store_train_each_model_once(tmp_path, baseline):
     trained = reports[0]["trained"] + reports[1]["trained"]
     attacked = reports[0]["attacked"] + reports[1]["attacked"]
     assert sorted(trained) == sorted(f"{v} seed 6" for v in ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e"))
-    assert len(attacked) == len(set(attacked)) == 15
+    assert len(attacked) == len(set(attacked)) == 30      # 15 spectrogram, 15 waveform attacks
     for i in range(2):         # what one process did not compute, it found computed by the other
         assert len(reports[i]["trained"]) + len(reports[i]["found_trained"]) + \
             len(reports[1 - i]["trained"]) >= 5
@@ -276,5 +276,5 @@ def test_the_grid_on_ray_gives_the_tables_of_the_inprocess_engine(tmp_path, base
         report = runner.run("ray")
     finally:
         ray.shutdown()
-    assert report.engine == "ray" and len(report.trained) == 5 and len(report.attacked) == 15
+    assert report.engine == "ray" and len(report.trained) == 5 and len(report.attacked) == 30
     pd.testing.assert_frame_equal(_tables(runner), baseline.tables, check_exact=False, rtol=1e-12, atol=0)
