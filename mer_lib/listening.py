@@ -28,7 +28,7 @@ from .attacks.engine import attack
 from .attacks.realisability import realisability
 from .claims import paper_claims
 from .findings import attack_clips, system_intervals
-from .runtime import resolve_device
+from .runtime import evaluating, resolve_device
 from .store import StoredTable, get_table, table_dir
 from .wave_excerpts import wave_excerpts
 
@@ -92,16 +92,9 @@ def get_realisability(trained, data, config, *, split: str = "test", examples: i
         excerpts = wave_excerpts(data, split, limit=examples)
         rows = torch.as_tensor(excerpts.rows)
         dev = resolve_device(device)
-        model = trained.model
-        params = list(model.parameters())
-        home = params[0].device if params else torch.device("cpu")
-        was_training = model.training
-        try:
-            model.to(dev).eval()
+        with evaluating(trained.model, dev) as model:
             result = attack(model, data.x[rows].to(dev), data.emotions[rows].to(dev), config)
             table = realisability(model, excerpts, data.emotions[rows], result.x_adv, mean=data.mean, std=data.std)
-        finally:
-            model.to(home).train(was_training)
         extra = {"variant": trained.config.variant, "seed": int(trained.config.seed),
                  "model_key": str(trained.key), "mode": config.mode, "epsilon": config.epsilon}
         for i, (name, value) in enumerate(extra.items()):

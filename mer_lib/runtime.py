@@ -7,6 +7,8 @@ Example:
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -33,3 +35,25 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module, device: str | torch.device | None = None) -> Iterator[torch.nn.Module]:
+    """``model`` on ``device`` (default: CUDA when available) in eval mode; its device and
+    train/eval mode are restored afterwards, also on an error.
+
+    Example:
+        >>> m = torch.nn.Dropout().train()
+        >>> with evaluating(m, "cpu") as e:
+        ...     e.training
+        False
+        >>> m.training
+        True
+    """
+    params = list(model.parameters())
+    home = params[0].device if params else torch.device("cpu")
+    was_training = model.training
+    try:
+        yield model.to(resolve_device(device)).eval()
+    finally:
+        model.to(home).train(was_training)

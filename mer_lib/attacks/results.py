@@ -28,7 +28,7 @@ import torch
 
 from ..data import MerTensors
 from ..errors import ParameterError
-from ..runtime import resolve_device
+from ..runtime import evaluating, resolve_device
 from ..store import StoredTable, get_table, identity_key, is_stored, load_table, table_dir
 from .config import AttackConfig
 from .engine import ENGINE_VERSION, attack
@@ -109,15 +109,8 @@ def _stored(trained, data: MerTensors, config: AttackConfig, split: str, run_dir
 def _compute(trained, data, config, split, batch_size, device, progress) -> pd.DataFrame:
     x, y, _ = data.subset(split)
     device = resolve_device(device)
-    model = trained.model
-    params = list(model.parameters())
-    home = params[0].device if params else torch.device("cpu")
-    was_training = model.training
-    try:
-        model.to(device).eval()
+    with evaluating(trained.model, device) as model:
         result = attack(model, x.to(device), y.to(device), config, batch_size=batch_size, progress=progress)
-    finally:
-        model.to(home).train(was_training)
     return _frame(trained, result, data, config, split)
 
 

@@ -23,7 +23,7 @@ import torch
 
 from ..data import MerTensors
 from ..errors import ParameterError
-from ..runtime import resolve_device
+from ..runtime import evaluating
 from ..store import StoredTable, get_table, identity_key, table_dir
 from ..wave_excerpts import wave_excerpts
 from .results import describe
@@ -60,16 +60,8 @@ def compute_wave_attack(trained, data: MerTensors, config: WaveAttackConfig, spl
     need the perturbations themselves). The model's mode and device are restored afterwards."""
     excerpts = wave_excerpts(data, split, limit=config.examples)
     y = data.emotions[torch.as_tensor(excerpts.rows)]
-    device = resolve_device(device)
-    model = trained.model
-    params = list(model.parameters())
-    home = params[0].device if params else torch.device("cpu")
-    was_training = model.training
-    try:
-        model.to(device).eval()
+    with evaluating(trained.model, device) as model:
         result = wave_attack(model, excerpts, y, config, mean=data.mean, std=data.std, progress=progress)
-    finally:
-        model.to(home).train(was_training)
     table = result.to_frame(excerpts.ids, data.mean, data.std)
     extra = {"variant": trained.config.variant, "seed": int(trained.config.seed),
              "model_key": str(trained.key), "split": split, "mode": config.mode,
