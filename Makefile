@@ -60,6 +60,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_attack.py
 	$(PY) benchmarks/bench_runner.py
+	$(PY) benchmarks/bench_waveform.py
 
 ## On a CUDA machine: the GPU figures of the model-stack issue (stacked training and attack
 ## throughput, today's train loop, and the paper profile's projected wall time); JSON in benchmarks/results/.
@@ -67,6 +68,7 @@ bench-gpu: $(STAMP)
 	$(PY) benchmarks/bench_training.py --device cuda
 	$(PY) benchmarks/bench_stack.py --device cuda --bf16 --channels-last
 	$(PY) benchmarks/bench_paper.py --device cuda
+	$(PY) benchmarks/bench_waveform.py --device cuda
 
 clean:
 	rm -rf _build

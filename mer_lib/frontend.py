@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from mer_lib.errors import ParameterError, check_int
+from mer_lib.spectral_ops import FRAME_SIZE, N_BINS, frame_signal, magnitude_spectrum, overlap_add
 
 __all__ = [
     "SAMPLE_RATE", "FPS", "FRAME_SIZE", "HOP", "N_BANDS", "N_BINS",
@@ -42,10 +43,8 @@ __all__ = [
 
 SAMPLE_RATE = 22050
 FPS = 31.3
-FRAME_SIZE = 2048
 HOP = SAMPLE_RATE / FPS  # 704.4728... samples; madmom keeps it fractional
 N_BANDS = 149
-N_BINS = FRAME_SIZE // 2  # rfft bins without the Nyquist bin
 
 BANDS_PER_OCTAVE = 24
 FMIN = 20.0
@@ -201,7 +200,6 @@ class LogFiltSpec(torch.nn.Module):
 
     window: torch.Tensor
     filterbank: torch.Tensor
-    offsets: torch.Tensor
     starts: torch.Tensor
 
     def __init__(self, dtype: torch.dtype = torch.float32, cpu_chunk: int | None = 8) -> None:
@@ -214,7 +212,6 @@ class LogFiltSpec(torch.nn.Module):
         self.cpu_chunk = cpu_chunk
         self.register_buffer("window", torch.from_numpy(np.hanning(FRAME_SIZE)).to(dtype))
         self.register_buffer("filterbank", torch.from_numpy(log_filterbank()).to(dtype))
-        self.register_buffer("offsets", torch.arange(FRAME_SIZE), persistent=False)
         # frame start samples, grown on demand (enough for 60 s up front)
         self.register_buffer("starts", torch.from_numpy(frame_starts(n_frames(60 * SAMPLE_RATE))),
                              persistent=False)
@@ -252,14 +249,15 @@ class LogFiltSpec(torch.nn.Module):
         out_dtype, dev, dt = x.dtype, x.device, self.compute_dtype
         x = torch.nn.functional.pad(x.to(dt), (0, needed - x.shape[-1]))  # last frame fits
         if torch.is_grad_enabled() and x.requires_grad:
-            # gather with a (frames, 2048) index: its backward is a scatter-add into (B, S)
-            frames = x[:, starts[:, None] + self.offsets.to(dev)[None, :]]
+            # a gathered copy whose backward is one overlap-add into (B, S)
+            frames = frame_signal(x, starts.expand(x.shape[0], -1))
         else:
             # ~2x faster: rows of the strided view of all windows, but its backward would
             # allocate a (B, S, 2048) gradient, so it is only used without autograd
             frames = x.unfold(-1, FRAME_SIZE, 1)[:, starts]              # (B, frames, 2048)
-        # the gathered frames are a fresh copy: window them in place
-        return self._filtered(frames.mul_(self.window.to(dev, dt))).to(out_dtype)
+            # the gathered frames are a fresh copy: window them in place
+            return self._filtered(frames.mul_(self.window.to(dev, dt)), windowed=True).to(out_dtype)
+        return self._filtered(frames).to(out_dtype)
 
     def from_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Steps 2-5 on already framed samples: ``(..., 2048)`` frames -> ``(..., 149)``.
@@ -275,70 +273,14 @@ class LogFiltSpec(torch.nn.Module):
             >>> bool(torch.allclose(fe.from_frames(frames), fe(x)))
             True
         """
-        dev, dt = frames.device, self.compute_dtype
-        return self._filtered(frames.to(dt) * self.window.to(dev, dt))
+        return self._filtered(frames.to(self.compute_dtype))
 
-    def _filtered(self, windowed: torch.Tensor) -> torch.Tensor:
-        """Windowed frames -> log10(1 + |rfft| @ filterbank)."""
-        dev, dt = windowed.device, self.compute_dtype
-        mag = torch.fft.rfft(windowed, dim=-1)[..., :N_BINS].abs()       # (..., frames, 1024)
+    def _filtered(self, frames: torch.Tensor, windowed: bool = False) -> torch.Tensor:
+        """Frames -> log10(1 + |rfft(frames * window)| @ filterbank) (``windowed``: already times the window)."""
+        dev, dt = frames.device, self.compute_dtype
+        mag = magnitude_spectrum(frames, None if windowed else self.window.to(dev, dt))   # (..., frames, 1024)
         # log10(1 + x) as madmom writes it (torch.log1p is ~10x slower on the CPU)
         return torch.log10((mag @ self.filterbank.to(dev, dt)).add_(1.0))
-
-
-class _Frames(torch.autograd.Function):
-    """Rows of the strided view of all windows; backward: one ``index_add_`` (overlap-add)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
-        ctx.save_for_backward(starts)
-        ctx.signal_shape = tuple(x.shape)
-        return x.unfold(-1, FRAME_SIZE, 1)[rows, starts]                 # a copy, (B, T, 2048)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (starts,) = ctx.saved_tensors
-        return overlap_add(grad, starts, ctx.signal_shape[1]), None
-
-
-def overlap_add(frames: torch.Tensor, starts: torch.Tensor, samples: int) -> torch.Tensor:
-    """Sum frames back into signals: (B, T, 2048) at (B, T) starts -> (B, ``samples``).
-
-    The adjoint of :func:`frame_signal` (its backward pass); with windowed frames divided by
-    the summed squared window it inverts a short-time Fourier transform.
-
-    Example:
-        >>> overlap_add(torch.ones(1, 2, 2048), torch.tensor([[0, 704]]), 3000)[0, [0, 704, 2047, 2752]].tolist()
-        [1.0, 2.0, 2.0, 0.0]
-    """
-    batch = frames.shape[0]
-    offsets = torch.arange(FRAME_SIZE, device=frames.device)
-    base = torch.arange(batch, device=frames.device).view(-1, 1, 1) * samples
-    index = (starts.to(frames.device).unsqueeze(-1) + offsets + base).reshape(-1)
-    out = frames.new_zeros(batch * samples).index_add_(0, index, frames.reshape(-1))
-    return out.view(batch, samples)
-
-
-def frame_signal(x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-    """Frames of ``FRAME_SIZE`` samples of each signal at its own starts: (B, S), (B, T) -> (B, T, 2048).
-
-    Differentiable with respect to ``x``; the backward pass is one overlap-add
-    (``index_add_``), about 6x faster on the CPU than the backward of advanced indexing and
-    without the (B, S, 2048) gradient of a strided view. Every frame must fit in its signal.
-
-    Example:
-        >>> x = torch.arange(3000.).unsqueeze(0)
-        >>> frame_signal(x, torch.tensor([[0, 704]]))[0, :, 0].tolist()
-        [0.0, 704.0]
-    """
-    if x.dim() != 2 or starts.dim() != 2 or starts.shape[0] != x.shape[0]:
-        raise ParameterError(f"x must be (B, samples) and starts (B, frames), got {tuple(x.shape)} "
-                             f"and {tuple(starts.shape)}")
-    if starts.numel() and (int(starts.min()) < 0 or int(starts.max()) + FRAME_SIZE > x.shape[1]):
-        raise ParameterError(f"every frame must lie inside the {x.shape[1]}-sample signals; starts run "
-                             f"from {int(starts.min())} to {int(starts.max())} (+ {FRAME_SIZE} samples)")
-    return _Frames.apply(x, starts.to(device=x.device, dtype=torch.long))
 
 
 _DEFAULT: dict[tuple[str, torch.dtype], LogFiltSpec] = {}
