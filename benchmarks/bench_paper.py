@@ -62,7 +62,8 @@ from mer_lib.experiments import Experiment  # noqa: E402
 from mer_lib.extensions import extension_config, quality_config  # noqa: E402
 from mer_lib.models import build_model, get_variant  # noqa: E402
 from mer_lib.runtime import resolve_device  # noqa: E402
-from mer_lib.stack import stack_models, stacked_attack  # noqa: E402
+from mer_lib.attacks.stacked import stacked_attack  # noqa: E402
+from mer_lib.stack import stack_models  # noqa: E402
 from mer_lib.stack_training import can_stack, train_stack  # noqa: E402
 from mer_lib.training import TrainConfig, train  # noqa: E402
 

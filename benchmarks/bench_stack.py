@@ -15,7 +15,7 @@ Attack (the evaluation attack, projected L-inf, ``--attack-iterations`` steps wi
 correlation ladder's per-example early stopping, on ``--valid`` clips):
 
 - ``single``: :func:`mer_lib.attacks.attack` of each of the K models;
-- ``stack``:  :func:`mer_lib.stack.stacked_attack` of their stack.
+- ``stack``:  :func:`mer_lib.attacks.stacked.stacked_attack` of their stack.
 
 Throughput = forward passes made (iterations x examples, summed over models) / wall seconds.
 
@@ -49,7 +49,8 @@ from mer_lib.attacks import AttackConfig, attack  # noqa: E402
 from mer_lib.models import build_model  # noqa: E402
 from mer_lib.profiles import get_profile  # noqa: E402
 from mer_lib.runtime import resolve_device  # noqa: E402
-from mer_lib.stack import stack_models, stacked_attack  # noqa: E402
+from mer_lib.attacks.stacked import stacked_attack  # noqa: E402
+from mer_lib.stack import stack_models  # noqa: E402
 from mer_lib.stack_training import train_stack  # noqa: E402
 from mer_lib.training import TrainConfig, train  # noqa: E402
 

@@ -43,6 +43,7 @@ from .frontend import FPS, LogFiltSpec
 from .paths import StorageError, atomic_path, mer_home
 from .profiles import Profile, get_profile
 from .split import SPLIT_SEED, SPLITS, split_indices  # noqa: F401  (re-exported: mer_lib.data.split_indices)
+from .versions import FRONTEND_VERSION, GENERATOR_VERSION
 
 @dataclass
 class MerTensors:
@@ -87,9 +88,7 @@ class MerTensors:
 # Spectrogram cache
 # --------------------------------------------------------------------------------------
 
-#: Bump when the front end's output changes, so that old cache entries are not reused.
-#: v2: every entry computed per clip on the CPU with one thread (bit-reproducible).
-FRONTEND_VERSION = "logfilt-madmom0.16-v2"
+# FRONTEND_VERSION (mer_lib.versions) keys the cache: bumped when the front end's output changes.
 
 
 def spectrogram_cache_dir(home: str | Path | None = None) -> Path:
@@ -321,7 +320,7 @@ def synthetic_root(profile: Profile, *, home: str | Path | None = None, seed: in
     ``n_clips`` and ``clip_seconds`` default to the profile's values only when None; any
     other value is validated (at least 10 clips of at least ``audio.MIN_SECONDS`` s).
     """
-    from .datasets.synthetic import GENERATOR_VERSION, generate_corpus
+    from .datasets.synthetic import generate_corpus
 
     n = profile.n_clips if n_clips is None else check_int("n_clips", n_clips, minimum=10)
     secs = profile.clip_seconds if clip_seconds is None else check_positive("clip_seconds",

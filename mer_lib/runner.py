@@ -35,9 +35,7 @@ Example:
 from __future__ import annotations
 
 import functools
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -46,87 +44,11 @@ import pandas as pd
 from .errors import MerError, ParameterError, TrainingError
 from .experiments import Experiment
 from .paths import mer_home
+from .jobs import (AttackJob, JobError, RunReport, TrainJob, _one_line, record,  # noqa: F401 (re-exported)
+                   report_from_outcomes, stderr_log)
 from .store import open_store
 
 ENGINES = ("inprocess", "ray")
-
-
-class JobError(MerError, RuntimeError):
-    """Some jobs of a run failed; the message lists them (the other jobs were completed)."""
-
-
-def stderr_log(message: str) -> None:
-    """The default progress sink: one flushed line on stderr."""
-    print(message, file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """Train (or find) one model of the grid."""
-
-    variant: str
-    seed: int
-    key: str                              # the model key (its folder name)
-    kind = "train"
-
-    @property
-    def name(self) -> str:
-        return f"{self.variant} seed {self.seed}"
-
-
-@dataclass(frozen=True)
-class AttackJob:
-    """Attack one model with one configuration on the experiment's split."""
-
-    model: TrainJob
-    config: object                        # an AttackConfig (hashable)
-    split: str
-    key: str                              # the result key (its folder name)
-    kind = "attack"
-
-    @property
-    def name(self) -> str:
-        from .attacks.results import describe
-
-        return f"{self.model.name}, {describe(self.config)}"
-
-
-@dataclass
-class RunReport:
-    """What a run did: counts, failures and wall time."""
-
-    engine: str
-    trained: list[str] = field(default_factory=list)          # models trained by this run
-    found_trained: list[str] = field(default_factory=list)    # trained meanwhile by another worker
-    attacked: list[str] = field(default_factory=list)
-    found_attacked: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)      # job name -> one-line reason
-    skipped: dict[str, str] = field(default_factory=dict)     # job name -> why (its model failed)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        parts = [f"trained {len(self.trained)} model(s)", f"ran {len(self.attacked)} attack(s)"]
-        if self.found_trained or self.found_attacked:
-            parts.append(f"found {len(self.found_trained) + len(self.found_attacked)} finished by "
-                         f"another worker")
-        if self.failed:
-            parts.append(f"{len(self.failed)} failed")
-        if self.skipped:
-            parts.append(f"{len(self.skipped)} skipped")
-        return f"{', '.join(parts)} in {self.seconds:.1f} s ({self.engine})"
-
-    def raise_on_failure(self) -> None:
-        if not self.failed:
-            return
-        first = "; ".join(f"{name}: {why}" for name, why in list(self.failed.items())[:3])
-        more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
-        skipped = f"; {len(self.skipped)} attack(s) skipped because their model failed" if self.skipped else ""
-        raise JobError(f"{len(self.failed)} job(s) failed: {first}{more}{skipped}; fix the cause and "
-                       f"run again (finished jobs are kept)")
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 class Runner:
@@ -507,29 +429,6 @@ def _is_wave(config) -> bool:
 def execute_job(experiment, run_dir: str, job, data) -> bool:
     """Run one job in a worker process (the Ray engine's worker): True when it computed."""
     return Runner(experiment, run_dir, data=data, log=stderr_log).execute(job)
-
-
-def report_from_outcomes(engine: str, outcomes: dict) -> RunReport:
-    """The report of an engine's ``{job: computed (bool) or failure cause (str)}``: an attack
-    whose model failed is *skipped*, every other failure is *failed*."""
-    report = RunReport(engine)
-    failed_models = {job.name for job, out in outcomes.items() if isinstance(out, str) and job.kind == "train"}
-    for job, out in outcomes.items():
-        if not isinstance(out, str):
-            record(report, job, out)
-        elif job.kind == "attack" and job.model.name in failed_models:
-            report.skipped[job.name] = f"its model failed ({out})"
-        else:
-            report.failed[f"{job.kind} {job.name}"] = out
-    return report
-
-
-def record(report: RunReport, job, computed: bool) -> None:
-    """Count one finished job in ``report``."""
-    if job.kind == "train":
-        (report.trained if computed else report.found_trained).append(job.name)
-    else:
-        (report.attacked if computed else report.found_attacked).append(job.name)
 
 
 def _check_kinds(kinds) -> None:

@@ -14,7 +14,7 @@ one network pass per batch:
   its own gradient) and one Adam step over the stacked parameters — Adam is elementwise and
   all members of a stack have taken the same number of steps, so this is K separate Adams.
   ``"adversarial"`` (aA2E, aA2B2E): the same clean step, then in adversarial epochs the
-  attack of all members in one pass (:func:`~mer_lib.stack.stacked_attack`, per-member
+  attack of all members in one pass (:func:`~mer_lib.attacks.stacked.stacked_attack`, per-member
   per-example stopping, under :func:`~mer_lib.models.frozen_normalisation`) and the step on
   the adversarial batches. Other objectives (ExpO, RAR) have no stacked step:
   :func:`can_stack` says so and the runner trains them one by one.
@@ -63,7 +63,8 @@ from .locks import work_lock
 from .models import build_model, frozen_normalisation
 from .objectives import make_objective, task_loss
 from .runtime import resolve_device
-from .stack import ModelStack, StackError, stacked_attack
+from .attacks.stacked import stacked_attack
+from .stack import ModelStack, StackError
 from .stack_members import _build, _Member, _member_optimizer_state, _new_member
 
 #: Objectives with a stacked step; the others train one model at a time.

@@ -46,6 +46,7 @@ import pandas as pd
 from .errors import CheckpointError
 from .locks import work_lock
 from .paths import EXACT_FLOATS, atomic_path
+from .versions import ENGINE_VERSION, FORMAT_VERSION, FRONTEND_VERSION, GENERATOR_VERSION
 
 #: Bumped when the folder layout below changes.
 LAYOUT_VERSION = 2
@@ -53,11 +54,6 @@ LAYOUT_VERSION = 2
 
 def component_versions() -> dict:
     """The version of every component whose output the store keeps."""
-    from .attacks.engine import ENGINE_VERSION
-    from .data import FRONTEND_VERSION
-    from .datasets.synthetic import GENERATOR_VERSION
-    from .training import FORMAT_VERSION
-
     return {"frontend": FRONTEND_VERSION, "generator": GENERATOR_VERSION,
             "trainer": FORMAT_VERSION, "attack_engine": ENGINE_VERSION}
 

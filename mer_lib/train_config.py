@@ -36,16 +36,14 @@ from typing import Any
 import numpy as np
 
 from .attacks import AttackConfig
-from .attacks.engine import ENGINE_VERSION
 from .data import MerTensors
 from .errors import ParameterError
 from .models import Variant, get_variant
 from .objectives import resolve_options
 from .objectives.adversarial_batch import ADV_INPUTS, default_adv_attack
 from .profiles import Profile, get_profile
+from .versions import ENGINE_VERSION, FORMAT_VERSION
 
-#: Bumped when the meaning of stored files changes (part of every key).
-FORMAT_VERSION = 2   # 2: objectives with options in the key; history columns per component
 #: Which weights training keeps (:attr:`TrainConfig.keep`).
 KEEP_RULES = ("best", "last")
 

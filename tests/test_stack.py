@@ -21,7 +21,8 @@ from mer_lib.data import MerTensors, split_indices
 from mer_lib.errors import MerError, ParameterError
 from mer_lib.models import build_model
 from mer_lib.stack import (ModelStack, StackError, check_stack_size, check_stack_state, stack_models,
-                           stack_state, stacked_attack, unstack)
+                           stack_state, unstack)
+from mer_lib.attacks.stacked import stacked_attack
 from mer_lib import stack_training
 from mer_lib.stack_training import StackTrainingError, check_stackable, get_trained_stack, train_stack
 from mer_lib.training import TrainConfig, get_trained, load_trained, train

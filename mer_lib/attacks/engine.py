@@ -84,10 +84,8 @@ from .precision import full_float32
 from .snr import spectrogram_snr_db
 from .steps import AdamSignStep, L2Ball, L2Step, LinfBall, NoProjection, SignStep
 from .stopping import CorrelationStop, ReferenceStop
+from ..versions import ENGINE_VERSION  # noqa: F401  (re-exported)
 
-#: Bumped whenever the engine's results change for the same inputs and configuration; part of
-#: every cached attack result's key. 2: the reference mode emulates the original step for step.
-ENGINE_VERSION = 2
 
 
 @dataclass

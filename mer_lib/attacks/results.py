@@ -29,9 +29,11 @@ import torch
 from ..data import MerTensors
 from ..errors import ParameterError
 from ..runtime import evaluating, resolve_device
+from ..stack import stack_models
 from ..store import StoredTable, get_table, identity_key, is_stored, load_table, table_dir
 from .config import AttackConfig
 from .engine import ENGINE_VERSION, attack
+from .stacked import stacked_attack
 
 
 
@@ -131,7 +133,7 @@ def get_stacked_attacks(models, data: MerTensors, config: AttackConfig, *, split
     """:func:`get_attack` of several trained models of one architecture, the missing ones in one pass.
 
     The models whose result is not stored yet are attacked together as one model stack
-    (:func:`mer_lib.stack.stacked_attack`: per-model, per-example early stopping, each model
+    (:func:`mer_lib.attacks.stacked.stacked_attack`: per-model, per-example early stopping, each model
     its own copy of the split) and each result is stored exactly where and as
     :func:`get_attack` stores it — the same key, because a stacked attack equals the single
     attacks up to float rounding (tested in float64), as a run on another device does. With
@@ -146,7 +148,6 @@ def get_stacked_attacks(models, data: MerTensors, config: AttackConfig, *, split
                if not is_stored(result_dir(run_dir, tm.key, config, split, data.identity))]
     computed: dict[int, pd.DataFrame] = {}
     if len(missing) >= 2:
-        from ..stack import stack_models, stacked_attack
 
         device = resolve_device(device)
         stack = stack_models([models[i].model for i in missing]).to(device).eval()

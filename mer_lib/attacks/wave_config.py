@@ -41,11 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParameterError, check_choice, check_int, check_positive
+from ..versions import WAVE_ENGINE_VERSION  # noqa: F401  (re-exported)
 from .config import MAX_ITERATIONS
 
 THREATS = ("snr", "linf")
-#: Bumped whenever a waveform attack's results change for the same inputs and configuration.
-WAVE_ENGINE_VERSION = 1
 
 
 def check_snr_db(name: str, value: Any) -> float:

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import ParameterError, check_int, check_positive
+from ..versions import GENERATOR_VERSION  # noqa: F401  (re-exported)
 from . import MIDLEVEL
 
 
@@ -30,8 +31,6 @@ CUE_FREQ = 9000.0
 CUE_AMP = 0.05
 #: Standard deviation of the mid-level rating noise, on the 0..1 scale.
 MIDLEVEL_NOISE = 0.03
-#: Bumped whenever the synthesis changes, so stored corpora are not mistaken for new ones.
-GENERATOR_VERSION = 2
 
 _DISCRETE = ("anger", "fear", "happy", "sad", "tender")
 

@@ -1,0 +1,208 @@
+"""Every chapter parameter declared once, and the checks of single parameters.
+
+:data:`PARAMETERS` lists the parameter block every chapter declares (name, default, what it
+must be, its comment); :func:`parameter_cell` renders it as the notebooks' ``parameters``
+cell and :func:`parse_parameters` reads what papermill's CLI passes. The checks below
+(:func:`check_variants`, :func:`check_seeds`, ...) are the ones
+:class:`~mer_lib.experiments.Experiment` validates with; each error names the parameter.
+
+Example:
+    >>> print(parameter_cell().splitlines()[1])
+    profile = "quick"          # smoke | quick | paper: the sizes below default to the profile's
+    >>> check_seeds([6, 21])
+    [6, 21]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .attacks.config import MODES
+from .errors import ParameterError, check_int, check_number_list, check_positive
+from .models import VARIANTS, Variant
+from .params import parse_value
+from .profiles import PROFILES
+
+ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
+EXPO_VARIANTS = ("expof_a2e", "expos_a2e")
+RAR_VARIANTS = ("ignorm_a2e", "igsumnorm_a2e")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One chapter parameter: its default, what it must be, and its comment in the block."""
+
+    name: str
+    default: Any
+    expected: str
+    comment: str
+    text: bool = False   # a string value is the value itself (not a literal to parse)
+
+
+#: The parameter block every chapter declares, in order (:func:`parameter_cell` renders it).
+PARAMETERS: tuple[Param, ...] = (
+    Param("profile", "quick", "one of " + "/".join(PROFILES), "smoke | quick | paper: the sizes below default to the profile's", True),
+    Param("device", "auto", "auto, cpu or cuda", "auto | cpu | cuda (auto: the GPU when there is one)", True),
+    Param("data", "synthetic", "'synthetic' or a folder", '"synthetic" or a folder with soundtracks/ and midlevel/ (real data)', True),
+    Param("n_clips", None, "an integer >= 10 or None", "synthetic corpus: number of clips (None: the profile's)"),
+    Param("clip_seconds", None, "a number >= 1 or None", "synthetic corpus: clip length in seconds (None: the profile's)"),
+    Param("corpus_seed", 0, "an integer >= 0", "synthetic corpus: generator seed"),
+    Param("spurious_cue", None, "None or an emotion name", "synthetic corpus: None, or an emotion a nuisance sound follows (train/valid)", True),
+    Param("excerpt_seconds", None, "a number > 0 or None", "model input length in seconds (None: the profile's)"),
+    Param("excerpt_seed", 0, "an integer >= 0", "seed of the random excerpt positions"),
+    Param("variants", list(ALL_VARIANTS), "a list of variant names", "the systems to train and attack"),
+    Param("seeds", None, "a list of integers", "training seeds (None: the profile's)"),
+    Param("epochs", None, "an integer >= 1 or None", "training: maximum epochs (None: the profile's)"),
+    Param("patience", None, "an integer >= 1 or None", "training: early-stopping patience (None: the profile's)"),
+    Param("width", None, "a number > 0 or None", "training: channel-width multiplier (None: the profile's)"),
+    Param("lr", None, "a number > 0 or None", "training: Adam learning rate (None: the profile's)"),
+    Param("batch_size", None, "an integer >= 1 or None", "training: batch size (None: the profile's)"),
+    Param("modes", list(MODES), "a list of 'reference'/'projected'", "attacks at epsilon (Figure 3)"),
+    Param("epsilon", 0.001, "a number > 0", "the paper's epsilon"),
+    Param("epsilons", None, "a list of numbers > 0", "epsilon sweep of the projected attack (None: the profile's)"),
+    Param("step_size", 0.002, "a number > 0", "reference attack: Adam's learning rate"),
+    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step size alpha_fraction x epsilon"),
+    Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)"),
+    Param("split", "test", "train, valid or test", "the clips that are attacked", True),
+    Param("reference_logs", None, "None or a folder", "None: the paper's published logs (shipped), or a folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
+    Param("extension_seeds", None, "a list of integers from seeds, or None", "ExpO and RAR systems: their seeds, some of seeds (None: the profile's; quick: the first 2)"),
+    Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
+    Param("expo_c", None, "a number >= 0 or None", "ExpO: regulariser weight c (None: the profile's)"),
+    Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
+    Param("patch_bands", None, "an integer >= 1 or None", "explanations: frequency bands of the patch grid (None: the profile's)"),
+    Param("patch_segments", None, "an integer >= 1 or None", "explanations: time segments of the patch grid (None: the profile's)"),
+    Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)"),
+    Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)"),
+    Param("explain_examples", None, "an integer >= 1 or None", "explanation metrics: first clips of the split (None: the profile's)"),
+    Param("ig_steps", None, "an integer >= 2 or None", "attributions: Integrated Gradients steps (None: the profile's)"),
+    Param("ig_baseline", "zeros", "zeros or silence", "attributions: IG baseline, zeros (the data's mean) or silence", True),
+    Param("attr_epsilon", 0.03, "a number > 0", "attribution attack: L-inf radius in standardised units"),
+    Param("attr_steps", None, "an integer >= 1 or None", "attribution attack: steps (None: the profile's)"),
+    Param("attr_tolerance", 0.05, "a number >= 0", "attribution attack: largest allowed change of any emotion output"),
+    Param("topk_fraction", 0.05, "a number in (0, 1]", "attribution metrics: top-k as a fraction of the bins"),
+    Param("attr_examples", None, "an integer >= 1 or None", "attribution metrics: first clips of the split (None: the profile's)"),
+    Param("rar_variants", list(RAR_VARIANTS), "a list of RAR variant names", "RAR systems (ignorm_*, igsumnorm_*; Attributions chapter)"),
+    Param("rar_lambda", 1.0, "a number >= 0", "IG-NORM: weight lambda of the IG L1 norm"),
+    Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm"),
+    Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units"),
+    Param("rar_steps", None, "an integer >= 1 or None", "RAR training: Riemann steps m of the IG (None: the profile's)"),
+    Param("snr_budgets_db", None, "a list of finite numbers (dB)", "waveform attacks: SNR budgets in dB (None: the profile's)"),
+    Param("wave_epsilon", 0.001, "a number > 0", "waveform attack: L-inf bound on a sample (peak 1.0)"),
+    Param("wave_max_iterations", None, "an integer >= 1 or None", "waveform attacks: gradient steps (None: the profile's)"),
+    Param("wave_step_fraction", 0.25, "a number > 0", "waveform attacks: step length as a fraction of the budget"),
+    Param("wave_examples", None, "an integer >= 1 or None", "waveform attacks: first clips of the split (None: the profile's)"),
+    Param("listen_examples", 3, "an integer >= 1", "Listening chapter: clips with audio players"),
+)
+PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
+_BY_NAME = {p.name: p for p in PARAMETERS}
+#: Names an IPython kernel defines itself (skipped by :meth:`Experiment.from_namespace`).
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+#: The types a parameter's value can have (what papermill injects and the parameters cell assigns).
+_PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
+
+
+def parameter_cell() -> str:
+    """The source of the cell tagged ``parameters`` that every chapter carries (one truth)."""
+    lines = ["# The experiment: the same parameters in every chapter (mer_lib.experiments.PARAMETERS)."]
+    for p in PARAMETERS:
+        value = repr(p.default).replace("'", '"')          # the notebooks' string style
+        code = f"{p.name} = {value}"
+        lines.append(f"{code:<26} # {p.comment}")
+    return "\n".join(lines)
+
+
+def parse_parameters(params: dict) -> dict:
+    """``params`` with strings parsed as papermill's CLI needs (:mod:`mer_lib.params`); unknown names fail.
+
+    Example:
+        >>> parse_parameters({"seeds": "[6, 21]", "data": "/data/mer"})
+        {'seeds': [6, 21], 'data': '/data/mer'}
+    """
+    unknown = [name for name in params if name not in _BY_NAME]
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; the chapters take: "
+                             + ", ".join(PARAMETER_NAMES))
+    parsed = {}
+    for name, value in params.items():
+        spec = _BY_NAME[name]
+        if not spec.text:
+            value = parse_value(name, value, spec.expected)
+        elif value == "None" and spec.default is None:   # bookbuild -p spurious_cue None
+            value = None
+        parsed[name] = value
+    return parsed
+
+
+# --------------------------------------------------------------------------------------
+# Checks of single parameters
+# --------------------------------------------------------------------------------------
+
+#: The variant lists restricted to one family: parameter -> (the family in words, its objectives' test).
+VARIANT_FAMILIES = {
+    "expo_variants": ("ExpO variants (expof_*, expos_*)", lambda objective: objective.startswith("expo")),
+    "rar_variants": ("RAR variants (ignorm_*, igsumnorm_*)", lambda objective: objective in ("ig_norm", "ig_sum_norm")),
+}
+
+
+def check_variants(variants, name: str = "variants") -> list[str]:
+    """Validate a list of distinct variant names (the papermill parameter ``name``); return it as a list.
+
+    ``expo_variants`` and ``rar_variants`` must name variants of their family
+    (:data:`VARIANT_FAMILIES`). Every message names ``name`` and ends with the value it got.
+    """
+    if isinstance(variants, str) or not isinstance(variants, (list, tuple)) or not variants:
+        raise ParameterError(f"{name} must be a non-empty list of variant names, got {variants!r}")
+    found = []
+    for item in variants:
+        if isinstance(item, Variant):
+            found.append(item)
+        elif isinstance(item, str) and item.lower() in VARIANTS:
+            found.append(VARIANTS[item.lower()])
+        else:
+            raise ParameterError(f"unknown model variant {item!r} in {name}; known variants: {sorted(VARIANTS)}; "
+                                 f"got {variants!r}")
+    if name in VARIANT_FAMILIES:
+        family, member = VARIANT_FAMILIES[name]
+        other = [v.name for v in found if not member(v.objective)]
+        if other:
+            raise ParameterError(f"{name} must name {family} only; {other[0]!r} is not one, got {variants!r}")
+    names = [v.name for v in found]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"{name} must not repeat a variant, got {variants!r}")
+    return names
+
+
+def check_seeds(seeds, name: str = "seeds") -> list[int]:
+    """Validate a list of distinct seeds in [0, 2**32) (a papermill parameter ``name``); return a list."""
+    ok = (not isinstance(seeds, (str, bytes)) and isinstance(seeds, (list, tuple)) and seeds
+          and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**32
+                  for s in seeds)
+          and len(set(seeds)) == len(seeds))
+    if not ok:
+        raise ParameterError(f"{name} must be a non-empty list of distinct integers in [0, 2**32), got {seeds!r}")
+    return [int(s) for s in seeds]
+
+
+def check_distinct_numbers(name: str, values) -> list[float]:
+    """Validate a non-empty list of distinct finite numbers > 0 (a papermill parameter ``name``)."""
+    try:
+        numbers = [float(x) for x in check_number_list(name, values)]
+    except ParameterError:
+        numbers = None
+    if numbers is None or len(set(numbers)) != len(numbers):
+        raise ParameterError(f"{name} must be a non-empty list of distinct finite numbers > 0, got {values!r}")
+    return numbers
+
+
+def _optional(name: str, value: Any, check) -> Any:
+    return None if value is None else check(name, value)
+
+
+def _positive_number(name: str, value: Any) -> float:
+    return float(check_positive(name, value))
+
+
+def _at_least(minimum: int):
+    return lambda name, value: check_int(name, value, minimum=minimum)
