@@ -33,6 +33,11 @@ def per_system(table: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     if missing:
         raise ParameterError(f"table lacks column(s) {missing}; expected one row per model with "
                              f"variant, seed and {columns}")
+    repeated = table[table.duplicated(["variant", "seed"], keep=False)]
+    if len(repeated):
+        v, s = repeated.iloc[0][["variant", "seed"]]
+        raise ParameterError(f"more than one model of {v} seed {s} in one summary (e.g. two ExpO c values); "
+                             f"summarise each setting separately, one row per (variant, seed)")
     g = table.groupby("variant", sort=False)
     out = pd.DataFrame({"system": [get_variant(v).label for v in g.size().index]}, index=g.size().index)
     for col in columns:

@@ -87,3 +87,15 @@ def test_two_level_explanation_needs_a_bottleneck_and_returns_the_head():
 def test_bad_quality_config(field, value):
     with pytest.raises(ParameterError, match=field):
         QualityConfig(**{field: value})
+
+
+def test_summary_refuses_two_models_of_one_variant_and_seed():
+    import pandas as pd
+
+    from mer_lib.errors import ParameterError
+
+    rows = pd.DataFrame({"variant": ["expof_a2e"] * 2, "seed": [6, 6], "model_key": ["c0.1", "c10"],
+                         "nf": [1.0, 9.0], "stability": [1.0, 1.0]})
+    with pytest.raises(ParameterError, match="more than one model of expof_a2e seed 6"):
+        quality_summary(rows)
+    assert float(quality_summary(rows.iloc[:1]).loc["expof_a2e", "nf_mean"]) == 1.0

@@ -31,6 +31,7 @@ from ..datasets import EMOTIONS, MIDLEVEL
 from ..errors import ParameterError, check_choice, check_int, check_positive
 from ..runtime import resolve_device
 from ..store import get_table, table_dir
+from ..summaries import per_system
 from .local_linear import SIGMA_EVAL, explain_local_linear
 from .metrics import N_EVAL, explanation_quality
 from .patches import PatchGrid
@@ -124,15 +125,15 @@ def explanation_table(trained, data, config: QualityConfig = QualityConfig(), *,
 def quality_summary(tables: pd.DataFrame | list[pd.DataFrame]) -> pd.DataFrame:
     """Per system: NF and S averaged over clips and emotions per model, then mean/std over seeds.
 
-    Returns one row per variant with ``nf_mean, nf_std, stability_mean, stability_std,
-    seeds`` (std with ddof=1; NaN for a single seed).
+    Returns one row per variant with ``system, nf_mean, nf_std, stability_mean,
+    stability_std, seeds`` (:func:`mer_lib.summaries.per_system`: std with ddof 1, NaN for a
+    single seed). Models are told apart by ``model_key`` when the tables have it, so two models
+    of one variant and seed (an ExpO c-sweep) are refused, never averaged into one.
     """
     table = pd.concat(tables) if isinstance(tables, list) else tables
-    per_model = table.groupby(["variant", "seed"], sort=False)[["nf", "stability"]].mean().reset_index()
-    out = per_model.groupby("variant", sort=False).agg(
-        nf_mean=("nf", "mean"), nf_std=("nf", "std"), stability_mean=("stability", "mean"),
-        stability_std=("stability", "std"), seeds=("seed", "count"))
-    return out
+    keys = ["variant", "seed"] + (["model_key"] if "model_key" in table else [])
+    per_model = table.groupby(keys, sort=False)[["nf", "stability"]].mean().reset_index()
+    return per_system(per_model, ["nf", "stability"])
 
 
 @dataclass
