@@ -32,7 +32,7 @@ book: $(STAMP)
 site: $(STAMP)
 	$(PY) -m mer_lib.bookbuild --site-only
 
-## The experiment's missing train and attack jobs, as a table (trains nothing).
+## The experiment's missing jobs (models, extension models, attacks), as a table (trains nothing).
 plan: $(STAMP)
 	$(PY) -m mer_lib plan $(EXPERIMENT)
 

@@ -26,6 +26,7 @@ import argparse
 import sys
 
 from .errors import MerError
+from .jobs import KINDS
 
 EPILOG = """\
 Models are stored under RUN_DIR/models/<variant>/<key>/ (config.json, history.csv, model.pt;
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                                     "stored yet (the data are loaded, nothing is trained).", **common)
     _add_experiment_options(pl)
     pl.add_argument("--all", action="store_true", help="list the stored jobs too")
-    pl.add_argument("--only", choices=["train", "attack"], help="only this kind of job")
+    pl.add_argument("--only", choices=list(KINDS), help="only this kind of job")
 
     rn = sub.add_parser("run", help="run the experiment's missing jobs",
                         description="Train and attack everything the experiment needs that is not "
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                          "job (pip install -e '.[cluster]')")
     rn.add_argument("--address", default=None,
                     help="Ray cluster to join (e.g. auto); default: start Ray on this machine")
-    rn.add_argument("--only", choices=["train", "attack"], help="only this kind of job")
+    rn.add_argument("--only", choices=list(KINDS), help="only this kind of job")
 
     at = sub.add_parser("attack", help="attack one model with one attack configuration",
                         description="Attack one model (trained first when missing) with one attack "
@@ -147,7 +148,7 @@ def _runner(args: argparse.Namespace, **fixed):
 
 
 def _kinds(args: argparse.Namespace) -> tuple[str, ...]:
-    return (args.only,) if args.only else ("train", "attack")
+    return (args.only,) if args.only else KINDS
 
 
 def _plan(args: argparse.Namespace) -> int:

@@ -89,9 +89,54 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
     return TrainConfig.from_dict(fields)
 
 
+def extension_plan(exp, data) -> list[dict]:
+    """Every extension model the chapters read, once each, in the order the book reads them.
+
+    - Explanations: ``expo_variants`` x ``extension_seeds``; the ExpO-Fidelity c-sweep
+      (``expof_a2e`` at the first extension seed, one model per ``c_values``); when the
+      profile fine-tunes, the c = 0 control (``expos_a2e``, the same epochs without the
+      regulariser).
+    - Attributions: ``rar_variants`` x ``extension_seeds`` (and the ExpO models again).
+
+    Each row: ``variant, seed, options`` (sorted ``(name, value)`` pairs of objective options
+    on top of the experiment's), ``key`` (the model's folder), ``base`` (``(variant, seed,
+    key)`` of the paper model it is fine-tuned from, or None) and ``chapter``. Models with the
+    same key (e.g. a c of the sweep equal to ``expo_c``) are listed once.
+
+    Example:
+        >>> from mer_lib.data import load_dataset
+        >>> from mer_lib.experiments import Experiment
+        >>> exp = Experiment.from_parameters(profile="smoke")
+        >>> rows = extension_plan(exp, load_dataset("smoke", progress=False))     # doctest: +SKIP
+        >>> [(r["variant"], dict(r["options"])) for r in rows][:3]                # doctest: +SKIP
+        [('expof_a2e', {}), ('expos_a2e', {}), ('expof_a2e', {'c': 0.1})]
+    """
+    from .training import run_identity, run_key
+
+    seed0 = exp.extension_seeds[0]
+    wanted = [(v, s, (), "explanations") for v in exp.expo_variants for s in exp.extension_seeds]
+    wanted += [("expof_a2e", seed0, (("c", float(c)),), "explanations") for c in exp.c_values]
+    if exp.profile_spec.finetune_epochs is not None:
+        wanted.append(("expos_a2e", seed0, (("c", 0.0),), "explanations"))
+    wanted += [(v, s, (), "attributions") for v in exp.rar_variants for s in exp.extension_seeds]
+    rows, seen = [], set()
+    for variant, seed, options, chapter in wanted:
+        config = extension_config(exp, variant, seed, data, **dict(options))
+        key = run_key(run_identity(config, data))
+        if key in seen:
+            continue
+        seen.add(key)
+        base = None
+        if config.init_from is not None:
+            base = (base_variant(variant), seed, config.init_from.split("/")[1])
+        rows.append({"variant": variant, "seed": seed, "options": tuple(sorted(options)), "key": key,
+                     "base": base, "chapter": chapter})
+    return rows
+
+
 def extension_model(runner, variant: str, seed: int, **options: Any):
     """The trained extension model (stored, or trained now after its base model if needed)."""
-    from .runner import TrainJob
+    from .jobs import TrainJob
     from .training import get_trained, run_identity, run_key
 
     config = extension_config(runner.exp, variant, seed, runner.data, **options)

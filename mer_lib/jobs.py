@@ -1,7 +1,9 @@
 """The runner's jobs and its report: what one unit of work is, and what a run did.
 
-A :class:`TrainJob` trains (or finds) one model of the grid; an :class:`AttackJob` attacks one
-model with one configuration. Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
+A :class:`TrainJob` trains (or finds) one model of the paper's grid; an :class:`ExtensionJob`
+trains one extension model (ExpO, RAR), fine-tuned from a paper model where the profile says
+so; an :class:`AttackJob` attacks one model with one configuration. A job's ``depends_on`` is
+the train job it needs first (or None). Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
 :mod:`mer_lib.ray_engine`) return ``{job: computed (bool) or failure cause (str)}``, and
 :func:`report_from_outcomes` turns that into a :class:`RunReport`, where a job whose model
 failed is *skipped* with the failing job named.
@@ -11,8 +13,10 @@ Example:
     >>> tj = TrainJob("a2e", 6, "k1")
     >>> aj = AttackJob(tj, AttackConfig(epsilon=0.001), "test", "r1")
     >>> report = report_from_outcomes("inprocess", {tj: "TrainingError: NaN loss", aj: "not run"})
-    >>> report.failed, report.skipped
-    ({'train a2e seed 6': 'TrainingError: NaN loss'}, {'a2e seed 6, projected eps=0.001': 'its model failed (not run)'})
+    >>> report.failed
+    {'train a2e seed 6': 'TrainingError: NaN loss'}
+    >>> report.skipped
+    {'a2e seed 6, projected eps=0.001': 'its model failed (train a2e seed 6: TrainingError: NaN loss)'}
 """
 from __future__ import annotations
 
@@ -20,9 +24,13 @@ import sys
 from dataclasses import dataclass, field
 
 from .attacks.results import describe
-from .errors import MerError
+from .errors import MerError, ParameterError
 
-__all__ = ["JobError", "TrainJob", "AttackJob", "RunReport", "stderr_log", "report_from_outcomes", "record"]
+__all__ = ["KINDS", "JobError", "TrainJob", "ExtensionJob", "AttackJob", "RunReport", "stderr_log",
+           "report_from_outcomes", "record", "check_kinds"]
+
+#: The kinds of job, in the order a run executes them.
+KINDS = ("train", "extension", "attack")
 
 
 class JobError(MerError, RuntimeError):
@@ -42,10 +50,38 @@ class TrainJob:
     seed: int
     key: str                              # the model key (its folder name)
     kind = "train"
+    depends_on = None
 
     @property
     def name(self) -> str:
         return f"{self.variant} seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class ExtensionJob:
+    """Train (or find) one extension model: an ExpO or RAR variant of one seed, with the
+    objective options ``options`` (sorted ``(name, value)`` pairs) on top of the experiment's.
+
+    ``base`` is the paper model it is fine-tuned from (``None``: trained from scratch, as in
+    the paper profile); ``chapter`` the first chapter that reads it.
+    """
+
+    variant: str
+    seed: int
+    options: tuple
+    key: str                              # the model key (its folder name)
+    base: TrainJob | None
+    chapter: str
+    kind = "extension"
+
+    @property
+    def depends_on(self) -> TrainJob | None:
+        return self.base
+
+    @property
+    def name(self) -> str:
+        extra = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options)
+        return f"{self.variant} seed {self.seed}" + (f" ({extra})" if extra else "")
 
 
 @dataclass(frozen=True)
@@ -57,6 +93,10 @@ class AttackJob:
     split: str
     key: str                              # the result key (its folder name)
     kind = "attack"
+
+    @property
+    def depends_on(self) -> TrainJob:
+        return self.model
 
     @property
     def name(self) -> str:
@@ -92,7 +132,7 @@ class RunReport:
             return
         first = "; ".join(f"{name}: {why}" for name, why in list(self.failed.items())[:3])
         more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
-        skipped = f"; {len(self.skipped)} attack(s) skipped because their model failed" if self.skipped else ""
+        skipped = f"; {len(self.skipped)} job(s) skipped because their model failed" if self.skipped else ""
         raise JobError(f"{len(self.failed)} job(s) failed: {first}{more}{skipped}; fix the cause and "
                        f"run again (finished jobs are kept)")
 
@@ -102,23 +142,40 @@ def _one_line(exc: BaseException) -> str:
 
 
 def report_from_outcomes(engine: str, outcomes: dict) -> RunReport:
-    """The report of an engine's ``{job: computed (bool) or failure cause (str)}``: an attack
-    whose model failed is *skipped*, every other failure is *failed*."""
+    """The report of an engine's ``{job: computed (bool) or failure cause (str)}``: a job whose
+    model (``depends_on``) failed is *skipped*, with that job named; every other failure is *failed*."""
     report = RunReport(engine)
-    failed_models = {job.name for job, out in outcomes.items() if isinstance(out, str) and job.kind == "train"}
+    failed_models = {job.name: out for job, out in outcomes.items() if isinstance(out, str) and job.kind == "train"}
     for job, out in outcomes.items():
+        dep = job.depends_on
         if not isinstance(out, str):
             record(report, job, out)
-        elif job.kind == "attack" and job.model.name in failed_models:
-            report.skipped[job.name] = f"its model failed ({out})"
+        elif dep is not None and dep.name in failed_models:
+            report.skipped[job.name] = skip_reason(dep, failed_models[dep.name])
         else:
             report.failed[f"{job.kind} {job.name}"] = out
     return report
 
 
+def skip_reason(model: TrainJob, cause: str) -> str:
+    """Why a job is skipped: the train job it needs failed (named, with its cause)."""
+    return f"its model failed (train {model.name}: {cause})"
+
+
+def check_kinds(kinds) -> tuple[str, ...]:
+    """Validate a non-empty subset of :data:`KINDS`; return it as a tuple.
+
+    >>> check_kinds(["train"])
+    ('train',)
+    """
+    if isinstance(kinds, str) or not kinds or not set(kinds) <= set(KINDS):
+        raise ParameterError(f"kinds must be a non-empty subset of {KINDS}, got {kinds!r}")
+    return tuple(kinds)
+
+
 def record(report: RunReport, job, computed: bool) -> None:
     """Count one finished job in ``report``."""
-    if job.kind == "train":
+    if job.kind in ("train", "extension"):
         (report.trained if computed else report.found_trained).append(job.name)
     else:
         (report.attacked if computed else report.found_attacked).append(job.name)

@@ -8,8 +8,9 @@ against the shared store, so the workers need the store (``MER_HOME``) on a file
 see, and ``mer_lib`` installed. The engine takes jobs and a worker, not the runner: it returns
 each job's outcome and the runner turns the outcomes into its report.
 
-- Training tasks go first; an attack task takes its model's task as an argument, so Ray
-  starts it once the model is stored (attacks of stored models start at once).
+- Training tasks go first; an extension model's or an attack's task takes the task of the
+  model it needs (``job.depends_on``) as an argument, so Ray starts it once that model is
+  stored (jobs whose model is stored start at once).
 - ``num_gpus=1`` per task when the cluster has GPUs (and the experiment's device is not
   ``cpu``), else ``num_cpus=1``.
 - A task whose worker died is retried (``max_retries``); training resumes from the model's
@@ -87,8 +88,9 @@ def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, add
             ref = task.remote(worker_ref, data_ref, job)
             by_ref[ref] = job
             train_refs[job.name] = ref
-        for job in [j for j in jobs if j.kind == "attack"]:
-            dep = [train_refs[job.model.name]] if job.model.name in train_refs else []
+        for job in [j for j in jobs if j.kind != "train"]:   # extension models and attacks
+            needs = job.depends_on
+            dep = [train_refs[needs.name]] if needs is not None and needs.name in train_refs else []
             by_ref[task.remote(worker_ref, data_ref, job, *dep)] = job
         outcomes: dict = {}
         pending, n_done = list(by_ref), 0

@@ -44,8 +44,9 @@ import pandas as pd
 from .errors import MerError, ParameterError, TrainingError
 from .experiments import Experiment
 from .paths import mer_home
-from .jobs import (AttackJob, JobError, RunReport, TrainJob, _one_line, record,  # noqa: F401 (re-exported)
-                   report_from_outcomes, stderr_log)
+from .extensions import extension_plan
+from .jobs import (KINDS, AttackJob, ExtensionJob, JobError, RunReport, TrainJob, _one_line,  # noqa: F401 (re-exported)
+                   check_kinds, record, report_from_outcomes, skip_reason, stderr_log)
 from .store import open_store
 
 ENGINES = ("inprocess", "ray")
@@ -124,15 +125,28 @@ class Runner:
             tj.key, config, self.exp.split, self.data.identity)
         return AttackJob(tj, config, self.exp.split, result_key(identity))
 
-    def jobs(self, kinds=("train", "attack")) -> list:
-        """Train jobs, then attack jobs (of the requested kinds)."""
-        _check_kinds(kinds)
+    def extension_jobs(self) -> list[ExtensionJob]:
+        """The extension models the chapters read (:func:`mer_lib.extensions.extension_plan`),
+        each after its base model when it is fine-tuned."""
+        by_model = {(j.variant, j.seed): j for j in self.train_jobs()}
+        jobs = []
+        for row in extension_plan(self.exp, self.data):
+            base = None
+            if row["base"] is not None:
+                base = by_model.get(row["base"][:2]) or TrainJob(*row["base"])
+            jobs.append(ExtensionJob(row["variant"], row["seed"], row["options"], row["key"], base, row["chapter"]))
+        return jobs
+
+    def jobs(self, kinds=KINDS) -> list:
+        """Train jobs, then extension models, then attack jobs (of the requested kinds)."""
+        kinds = check_kinds(kinds)
         return (self.train_jobs() if "train" in kinds else []) + \
+               (self.extension_jobs() if "extension" in kinds else []) + \
                (self.attack_jobs() if "attack" in kinds else [])
 
     def path(self, job) -> Path:
         """Where a job's result is stored."""
-        if job.kind == "train":
+        if job.kind in ("train", "extension"):
             return self.run_dir / "models" / job.variant / job.key
         return self.run_dir / "attacks" / job.model.key / job.key
 
@@ -141,9 +155,9 @@ class Runner:
         from .attacks.results import is_stored
 
         path = self.path(job)
-        return (path / "model.pt").is_file() if job.kind == "train" else is_stored(path)
+        return (path / "model.pt").is_file() if job.kind in ("train", "extension") else is_stored(path)
 
-    def missing(self, kinds=("train", "attack")) -> list:
+    def missing(self, kinds=KINDS) -> list:
         """The jobs whose results are not stored yet."""
         return [job for job in self.jobs(kinds) if not self.is_done(job)]
 
@@ -188,7 +202,7 @@ class Runner:
         return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)
                 if len(group[i:i + size]) > 1]
 
-    def plan(self, kinds=("train", "attack")) -> pd.DataFrame:
+    def plan(self, kinds=KINDS) -> pd.DataFrame:
         """Every job with its status (``stored`` / ``to do``), what it needs and its model stack."""
         jobs = self.jobs(kinds)
         todo = [j for j in jobs if not self.is_done(j)]
@@ -200,14 +214,14 @@ class Runner:
         for job in jobs:
             done = self.is_done(job)
             needs = ""
-            if job.kind == "attack" and not self.is_done(job.model):
-                needs = f"model {job.model.key} (to train)"
+            if job.depends_on is not None:
+                needs = f"model {job.depends_on.key}" + ("" if self.is_done(job.depends_on) else " (to train)")
             rows.append({"kind": job.kind, "job": job.name, "key": job.key,
                          "status": "stored" if done else "to do", "needs": needs,
-                         "stack": stack_of.get(job, "")})
-        return pd.DataFrame(rows, columns=["kind", "job", "key", "status", "needs", "stack"])
+                         "stack": stack_of.get(job, ""), "chapter": _chapter(job)})
+        return pd.DataFrame(rows, columns=["kind", "job", "key", "status", "needs", "stack", "chapter"])
 
-    def plan_text(self, kinds=("train", "attack"), *, show_stored: bool = False) -> str:
+    def plan_text(self, kinds=KINDS, *, show_stored: bool = False) -> str:
         """:meth:`plan` as a text table (missing jobs only unless ``show_stored``) and a count line."""
         table = self.plan(kinds)
         todo = table[table.status == "to do"]
@@ -218,7 +232,7 @@ class Runner:
         if len(shown):
             lines.append(shown.to_string(index=False))
         counts = []
-        for kind, label in (("train", "model"), ("attack", "attack")):
+        for kind, label in (("train", "model"), ("extension", "extension model"), ("attack", "attack")):
             part = table[table.kind == kind]
             if len(part):
                 n_todo = int((part.status == "to do").sum())
@@ -264,14 +278,22 @@ class Runner:
         return get_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
                           device=self.device, progress=False)
 
+    def extension(self, job: ExtensionJob):
+        """The trained extension model of ``job`` (after its base model; loaded when stored)."""
+        from .extensions import extension_model
+
+        return extension_model(self, job.variant, job.seed, **dict(job.options))
+
     def execute(self, job) -> bool:
         """Run one job; True when this call computed it (False: it was stored meanwhile)."""
         if job.kind == "train":
             return bool(self.train(job).trained_now)
+        if job.kind == "extension":
+            return bool(self.extension(job).trained_now)
         return self.attack(job).computed_now
 
     # ------------------------------------------------------------------ running many
-    def run(self, engine: str = "inprocess", *, kinds=("train", "attack"), address: str | None = None,
+    def run(self, engine: str = "inprocess", *, kinds=KINDS, address: str | None = None,
             raise_on_failure: bool = True) -> RunReport:
         """Execute every missing job of ``kinds`` with ``engine`` (see the module docstring).
 
@@ -281,9 +303,9 @@ class Runner:
         if engine not in ENGINES:
             raise ParameterError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         todo = self.missing(kinds)
-        n_train = sum(j.kind == "train" for j in todo)
-        self.log(f"{self.exp.describe()}\n  to do: {n_train} model(s) to train, "
-                 f"{len(todo) - n_train} attack(s) to run ({engine})")
+        n = {kind: sum(j.kind == kind for j in todo) for kind in KINDS}
+        self.log(f"{self.exp.describe()}\n  to do: {n['train']} model(s) to train, {n['extension']} extension "
+                 f"model(s), {n['attack']} attack(s) to run ({engine})")
         t0 = time.perf_counter()
         if engine == "ray":
             from .ray_engine import run_on_ray
@@ -362,9 +384,9 @@ class Runner:
             if job.kind == "train" and job.name in failed_models:
                 self.log(f"{head}: FAILED in its stack")
                 continue
-            if job.kind == "attack" and job.model.name in failed_models:
-                report.skipped[job.name] = f"its model failed ({failed_models[job.model.name]})"
-                self.log(f"{head}: skipped, its model failed")
+            if job.depends_on is not None and job.depends_on.name in failed_models:
+                report.skipped[job.name] = skip_reason(job.depends_on, failed_models[job.depends_on.name])
+                self.log(f"{head}: skipped, its model {job.depends_on.name} failed")
                 continue
             if job.key in group_of:                     # the first job of its stack: run the stack
                 n, group = group_of[job.key]
@@ -373,7 +395,7 @@ class Runner:
                 group = [j for j in group if j.model.name not in failed_models]
                 if len(group) > 1:
                     self._attack_stack(group, n, len(attack_groups))
-            self.log(f"{head}: {'training' if job.kind == 'train' else 'attacking'} ...")
+            self.log(f"{head}: {'attacking' if job.kind == 'attack' else 'training'} ...")
             t0 = time.perf_counter()
             try:
                 computed = self.execute(job)
@@ -411,8 +433,8 @@ class Runner:
 
     def attack_tables(self) -> dict:
         """``{AttackConfig: table}`` for the experiment's whole attack grid (missing jobs run first)."""
-        if self.missing():
-            self.run()
+        if self.missing(("train", "attack")):
+            self.run(kinds=("train", "attack"))
         return {config: self.attack_table(config) for config in self.exp.attack_grid()}
 
 
@@ -431,6 +453,10 @@ def execute_job(experiment, run_dir: str, job, data) -> bool:
     return Runner(experiment, run_dir, data=data, log=stderr_log).execute(job)
 
 
-def _check_kinds(kinds) -> None:
-    if isinstance(kinds, str) or not set(kinds) <= {"train", "attack"} or not kinds:
-        raise ParameterError(f"kinds must be a non-empty subset of ('train', 'attack'), got {kinds!r}")
+def _chapter(job) -> str:
+    """The chapter that first reads a job's result (extension jobs say their own)."""
+    if job.kind == "extension":
+        return job.chapter
+    if job.kind == "attack":
+        return "listening" if _is_wave(job.config) else "robustness"
+    return "training"

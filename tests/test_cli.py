@@ -24,9 +24,9 @@ def test_plan_run_plan_attack(home, capsys):
     assert main(["plan", *GRID]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert lines[-1] == "train: 2 of 2 models to do; attack: 10 of 10 attacks to do"
-    jobs = [line.split()[0] for line in lines if line.split()[0] in ("train", "attack")]
-    assert jobs == ["train"] * 2 + ["attack"] * 10     # 2 spectrogram + 3 waveform attacks per model
+    assert lines[-1] == "train: 2 of 2 models to do; extension: 7 of 7 extension models to do; attack: 10 of 10 attacks to do"
+    jobs = [line.split()[0] for line in lines if line.split()[0] in ("train", "extension", "attack")]
+    assert jobs == ["train"] * 2 + ["extension"] * 7 + ["attack"] * 10   # 2 spectrogram + 3 waveform attacks per model
     assert "a2m2e seed 6, projected eps=0.01" in out
     assert not (home / "models").exists(), "plan must not train"
 
@@ -35,9 +35,10 @@ def test_plan_run_plan_attack(home, capsys):
     assert out.splitlines()[0].startswith("trained 2 model(s), ran 0 attack(s)")
     assert main(["run", *GRID]) == 0
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[0].startswith("trained 0 model(s), ran 10 attack(s)")
-    assert captured.out.splitlines()[-1] == "train: 0 of 2 models to do; attack: 0 of 10 attacks to do"
-    assert "[job 4/10] attack a2m2e seed 6, projected eps=0.01: done" in captured.err      # progress
+    assert captured.out.splitlines()[0].startswith("trained 7 model(s), ran 10 attack(s)")   # the extension models
+    assert captured.out.splitlines()[-1] == ("train: 0 of 2 models to do; extension: 0 of 7 extension models to do; "
+                                             "attack: 0 of 10 attacks to do")
+    assert "[job 11/17] attack a2m2e seed 6, projected eps=0.01: done" in captured.err      # progress
 
     assert main(["attack", *GRID[:4], "--variant", "a2e", "--seed", "6", "--epsilon", "0.01",
                  "--max-iterations", "5"]) == 0

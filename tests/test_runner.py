@@ -160,14 +160,17 @@ def test_plan_lists_every_job_then_nothing_after_a_run(baseline):
     exp = baseline.runner.exp
     plan = baseline.before
     n_models, n_attacks = len(exp.models()), len(exp.models()) * (len(exp.attack_grid()) + len(exp.wave_grid()))
-    assert (n_models, n_attacks) == (5, 30)          # 3 spectrogram and 3 waveform attacks per model
-    assert plan.kind.tolist() == ["train"] * n_models + ["attack"] * n_attacks
+    n_ext = len(baseline.runner.extension_jobs())
+    assert (n_models, n_ext, n_attacks) == (5, 7, 30)   # 3 spectrogram and 3 waveform attacks per model
+    assert plan.kind.tolist() == ["train"] * n_models + ["extension"] * n_ext + ["attack"] * n_attacks
     assert (plan.status == "to do").all() and plan.key.is_unique
-    assert plan[plan.kind == "attack"].needs.str.endswith("(to train)").all()
-    assert len(baseline.report.trained) == n_models and len(baseline.report.attacked) == n_attacks
+    assert plan[plan.kind != "train"].needs.str.endswith("(to train)").all()
+    assert set(plan.chapter) == {"training", "explanations", "attributions", "robustness", "listening"}
+    assert len(baseline.report.trained) == n_models + n_ext and len(baseline.report.attacked) == n_attacks
     assert (baseline.runner.plan().status == "stored").all()
     text = baseline.runner.plan_text()
-    assert text.splitlines()[-1] == "train: 0 of 5 models to do; attack: 0 of 30 attacks to do"
+    assert text.splitlines()[-1] == ("train: 0 of 5 models to do; extension: 0 of 7 extension models to do; "
+                                     "attack: 0 of 30 attacks to do")
 
 
 def test_a_second_runner_computes_nothing(baseline, monkeypatch):
@@ -212,7 +215,7 @@ def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, 
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("1 job(s) failed: train a2m2e seed 6: TrainingError: training a2m2e seed 6")
-    assert "5 attack(s) skipped because their model failed" in message
+    assert "5 job(s) skipped because their model failed" in message
     plan = runner.plan()
     assert plan[plan.status == "to do"].job.tolist() == [
         "a2m2e seed 6", "a2m2e seed 6, projected eps=0.001", "a2m2e seed 6, projected eps=0.01",
@@ -254,13 +257,14 @@ def test_two_processes_on_one_store_train_each_model_once(tmp_path, baseline):
     reports = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(2)]
     trained = reports[0]["trained"] + reports[1]["trained"]
     attacked = reports[0]["attacked"] + reports[1]["attacked"]
-    assert sorted(trained) == sorted(f"{v} seed 6" for v in ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e"))
+    extension = [job.name for job in baseline.runner.extension_jobs()]          # 7 ExpO and RAR models
+    assert sorted(trained) == sorted([f"{v} seed 6" for v in ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")] + extension)
     assert len(attacked) == len(set(attacked)) == 30      # 15 spectrogram, 15 waveform attacks
     for i in range(2):         # what one process did not compute, it found computed by the other
         assert len(reports[i]["trained"]) + len(reports[i]["found_trained"]) + \
-            len(reports[1 - i]["trained"]) >= 5
+            len(reports[1 - i]["trained"]) >= 12
     histories = sorted(p.parent.name for p in (home / "models").rglob("history.csv"))
-    assert len(histories) == 5
+    assert len(histories) == 12
     read = [pd.read_csv(tmp_path / f"t{i}.csv", dtype={"example": str, "model_key": str}) for i in range(2)]
     pd.testing.assert_frame_equal(read[0], read[1])
     ours = read[0].sort_values(["mode", "epsilon", "variant", "seed", "example"], ignore_index=True)
@@ -276,5 +280,5 @@ def test_the_grid_on_ray_gives_the_tables_of_the_inprocess_engine(tmp_path, base
         report = runner.run("ray")
     finally:
         ray.shutdown()
-    assert report.engine == "ray" and len(report.trained) == 5 and len(report.attacked) == 30
+    assert report.engine == "ray" and len(report.trained) == 12 and len(report.attacked) == 30   # 5 + 7 extension models
     pd.testing.assert_frame_equal(_tables(runner), baseline.tables, check_exact=False, rtol=1e-12, atol=0)
