@@ -2,8 +2,9 @@
 
 A :class:`TrainJob` trains (or finds) one model of the paper's grid; an :class:`ExtensionJob`
 trains one extension model (ExpO, RAR), fine-tuned from a paper model where the profile says
-so; an :class:`AttackJob` attacks one model with one configuration. A job's ``depends_on`` is
-the train job it needs first (or None). Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
+so; an :class:`AttackJob` attacks one model with one configuration; a :class:`TableJob`
+computes one stored table of one model (explanation quality, attribution robustness:
+:mod:`mer_lib.products`). A job's ``depends_on`` is the model job it needs first (or None). Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
 :mod:`mer_lib.ray_engine`) return ``{job: computed (bool) or failure cause (str)}``, and
 :func:`report_from_outcomes` turns that into a :class:`RunReport`, where a job whose model
 failed is *skipped* with the failing job named.
@@ -26,11 +27,13 @@ from dataclasses import dataclass, field
 from .attacks.results import describe
 from .errors import MerError, ParameterError
 
-__all__ = ["KINDS", "JobError", "TrainJob", "ExtensionJob", "AttackJob", "RunReport", "stderr_log",
+__all__ = ["KINDS", "MODEL_KINDS", "JobError", "TrainJob", "ExtensionJob", "AttackJob", "TableJob", "RunReport", "stderr_log",
            "report_from_outcomes", "record", "check_kinds"]
 
 #: The kinds of job, in the order a run executes them.
-KINDS = ("train", "extension", "attack")
+KINDS = ("train", "extension", "attack", "table")
+#: The kinds of job that train a model (a job that needs a failed one is skipped).
+MODEL_KINDS = ("train", "extension")
 
 
 class JobError(MerError, RuntimeError):
@@ -88,7 +91,7 @@ class ExtensionJob:
 class AttackJob:
     """Attack one model with one configuration on the experiment's split."""
 
-    model: TrainJob
+    model: TrainJob | ExtensionJob
     config: object                        # an AttackConfig (hashable)
     split: str
     key: str                              # the result key (its folder name)
@@ -103,6 +106,27 @@ class AttackJob:
         return f"{self.model.name}, {describe(self.config)}"
 
 
+@dataclass(frozen=True)
+class TableJob:
+    """Compute one stored table (``product``: a :data:`mer_lib.products.PRODUCTS` name) of one model."""
+
+    product: str
+    model: TrainJob | ExtensionJob
+    config: object                        # the product's configuration (hashable)
+    split: str
+    key: str                              # the table key (its folder name)
+    chapter: str
+    kind = "table"
+
+    @property
+    def depends_on(self) -> TrainJob | ExtensionJob:
+        return self.model
+
+    @property
+    def name(self) -> str:
+        return f"{self.product} of {self.model.name}"
+
+
 @dataclass
 class RunReport:
     """What a run did: counts, failures and wall time."""
@@ -112,15 +136,19 @@ class RunReport:
     found_trained: list[str] = field(default_factory=list)    # trained meanwhile by another worker
     attacked: list[str] = field(default_factory=list)
     found_attacked: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)           # explanation / attribution tables computed
+    found_tables: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)      # job name -> one-line reason
     skipped: dict[str, str] = field(default_factory=dict)     # job name -> why (its model failed)
     seconds: float = 0.0
 
     def summary(self) -> str:
         parts = [f"trained {len(self.trained)} model(s)", f"ran {len(self.attacked)} attack(s)"]
-        if self.found_trained or self.found_attacked:
-            parts.append(f"found {len(self.found_trained) + len(self.found_attacked)} finished by "
-                         f"another worker")
+        if self.tables:
+            parts.append(f"computed {len(self.tables)} table(s)")
+        found = len(self.found_trained) + len(self.found_attacked) + len(self.found_tables)
+        if found:
+            parts.append(f"found {found} finished by another worker")
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         if self.skipped:
@@ -145,7 +173,8 @@ def report_from_outcomes(engine: str, outcomes: dict) -> RunReport:
     """The report of an engine's ``{job: computed (bool) or failure cause (str)}``: a job whose
     model (``depends_on``) failed is *skipped*, with that job named; every other failure is *failed*."""
     report = RunReport(engine)
-    failed_models = {job.name: out for job, out in outcomes.items() if isinstance(out, str) and job.kind == "train"}
+    failed_models = {job.name: out for job, out in outcomes.items()
+                     if isinstance(out, str) and job.kind in MODEL_KINDS}
     for job, out in outcomes.items():
         dep = job.depends_on
         if not isinstance(out, str):
@@ -157,9 +186,9 @@ def report_from_outcomes(engine: str, outcomes: dict) -> RunReport:
     return report
 
 
-def skip_reason(model: TrainJob, cause: str) -> str:
-    """Why a job is skipped: the train job it needs failed (named, with its cause)."""
-    return f"its model failed (train {model.name}: {cause})"
+def skip_reason(model, cause: str) -> str:
+    """Why a job is skipped: the model job it needs failed (named, with its cause)."""
+    return f"its model failed ({model.kind} {model.name}: {cause})"
 
 
 def check_kinds(kinds) -> tuple[str, ...]:
@@ -175,7 +204,9 @@ def check_kinds(kinds) -> tuple[str, ...]:
 
 def record(report: RunReport, job, computed: bool) -> None:
     """Count one finished job in ``report``."""
-    if job.kind in ("train", "extension"):
+    if job.kind in MODEL_KINDS:
         (report.trained if computed else report.found_trained).append(job.name)
+    elif job.kind == "table":
+        (report.tables if computed else report.found_tables).append(job.name)
     else:
         (report.attacked if computed else report.found_attacked).append(job.name)

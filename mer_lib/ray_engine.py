@@ -83,15 +83,16 @@ def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, add
         log(f"  ray: {int(resources.get('CPU', 0))} CPU(s), {int(gpus)} GPU(s); one task per job "
             f"({'1 GPU' if gpus else '1 CPU'} each)")
         data_ref, worker_ref = ray.put(data), ray.put(worker)
-        by_ref, train_refs = {}, {}
-        for job in [j for j in jobs if j.kind == "train"]:   # first: attacks may depend on them
-            ref = task.remote(worker_ref, data_ref, job)
-            by_ref[ref] = job
-            train_refs[job.name] = ref
-        for job in [j for j in jobs if j.kind != "train"]:   # extension models and attacks
-            needs = job.depends_on
-            dep = [train_refs[needs.name]] if needs is not None and needs.name in train_refs else []
-            by_ref[task.remote(worker_ref, data_ref, job, *dep)] = job
+        by_ref, model_refs = {}, {}
+        # models first, then extension models (after their base), then what needs a model
+        for kinds in (("train",), ("extension",), ("attack", "table")):
+            for job in [j for j in jobs if j.kind in kinds]:
+                needs = job.depends_on
+                dep = [model_refs[needs.name]] if needs is not None and needs.name in model_refs else []
+                ref = task.remote(worker_ref, data_ref, job, *dep)
+                by_ref[ref] = job
+                if job.kind in ("train", "extension"):
+                    model_refs[job.name] = ref
         outcomes: dict = {}
         pending, n_done = list(by_ref), 0
         while pending:

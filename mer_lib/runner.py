@@ -1,13 +1,14 @@
 """From an experiment to jobs: what is stored, what is missing, and running the rest.
 
-An :class:`~mer_lib.experiments.Experiment` becomes one :class:`TrainJob` per (variant, seed)
-and one :class:`AttackJob` per (model, attack configuration). A job is *done* when its
-result is in the store (:mod:`mer_lib.store`): a model folder with ``model.pt``, an attack
-folder with ``meta.json``. :meth:`Runner.plan` lists every job with its status;
-:meth:`Runner.run` executes the missing ones with an *engine*:
+An :class:`~mer_lib.experiments.Experiment` becomes four kinds of job (:mod:`mer_lib.planning`):
+one :class:`TrainJob` per paper model, one :class:`ExtensionJob` per ExpO/RAR model the chapters
+read (after its base model), one :class:`AttackJob` per (model, attack configuration) and one
+:class:`TableJob` per explanation or attribution table. A job is *done* when its result is in
+the store (:mod:`mer_lib.store`). :meth:`Runner.plan` lists every job with its status and
+chapter; :meth:`Runner.run` executes the missing ones with an *engine*:
 
-- ``"inprocess"`` (default): one after the other in this process, training first;
-- ``"ray"``: one Ray task per job (:mod:`mer_lib.ray_engine`), attacks depending on their model.
+- ``"inprocess"`` (default): one after the other in this process, models first;
+- ``"ray"``: one Ray task per job (:mod:`mer_lib.ray_engine`), each after the model it needs.
 
 Model stacks: in-process, the missing models of one plain or adversarial variant are trained
 ``stack_size`` at a time (the runner's explicit ``stack_size``, else the profile's) as one
@@ -44,9 +45,11 @@ import pandas as pd
 from .errors import MerError, ParameterError, TrainingError
 from .experiments import Experiment
 from .paths import mer_home
-from .extensions import extension_plan
-from .jobs import (KINDS, AttackJob, ExtensionJob, JobError, RunReport, TrainJob, _one_line,  # noqa: F401 (re-exported)
-                   check_kinds, record, report_from_outcomes, skip_reason, stderr_log)
+from .jobs import (KINDS, MODEL_KINDS, AttackJob, ExtensionJob, JobError, RunReport, TableJob,  # noqa: F401 (re-exported)
+                   TrainJob, _one_line, check_kinds, record, report_from_outcomes, skip_reason, stderr_log)
+from . import planning
+from .planning import chapter_of, is_wave
+from .products import PRODUCTS, table_folder, table_is_stored
 from .store import open_store
 
 ENGINES = ("inprocess", "ray")
@@ -101,53 +104,41 @@ class Runner:
 
     def train_jobs(self) -> list[TrainJob]:
         """One job per (variant, seed), in the experiment's order."""
-        from .training import run_identity, run_key
-
-        return [TrainJob(v, s, run_key(run_identity(self.exp.train_config(v, s), self.data)))
-                for v, s in self.exp.models()]
-
-    def attack_jobs(self) -> list[AttackJob]:
-        """One job per (attack configuration, model): the spectrogram grid, then the waveform attacks."""
-        return [self._attack_job(tj, config) for config in self.exp.attack_grid() + self.wave_grid()
-                for tj in self.train_jobs()]
-
-    def wave_grid(self) -> list:
-        """The experiment's waveform attacks, or none when the data hold no audio: tensors made
-        in memory (not by :func:`mer_lib.data.load_dataset`) record no audio files to attack."""
-        return self.exp.wave_grid() if self.data.info.get("excerpt_starts") is not None else []
-
-    def _attack_job(self, tj: TrainJob, config) -> AttackJob:
-        """The job of attacking ``tj``'s model with ``config`` (spectrogram or waveform domain)."""
-        from .attacks.results import result_identity, result_key
-        from .attacks.wave_results import wave_result_identity
-
-        identity = (wave_result_identity if _is_wave(config) else result_identity)(
-            tj.key, config, self.exp.split, self.data.identity)
-        return AttackJob(tj, config, self.exp.split, result_key(identity))
+        return planning.train_jobs(self.exp, self.data)
 
     def extension_jobs(self) -> list[ExtensionJob]:
-        """The extension models the chapters read (:func:`mer_lib.extensions.extension_plan`),
-        each after its base model when it is fine-tuned."""
-        by_model = {(j.variant, j.seed): j for j in self.train_jobs()}
-        jobs = []
-        for row in extension_plan(self.exp, self.data):
-            base = None
-            if row["base"] is not None:
-                base = by_model.get(row["base"][:2]) or TrainJob(*row["base"])
-            jobs.append(ExtensionJob(row["variant"], row["seed"], row["options"], row["key"], base, row["chapter"]))
-        return jobs
+        """The extension models the chapters read, each after its base model when fine-tuned."""
+        return planning.extension_jobs(self.exp, self.data)
+
+    def attack_jobs(self) -> list[AttackJob]:
+        """The spectrogram grid, the waveform attacks, then the extension models' attack."""
+        return planning.attack_jobs(self.exp, self.data)
+
+    def table_jobs(self) -> list[TableJob]:
+        """The explanation and attribution tables the chapters read."""
+        return planning.table_jobs(self.exp, self.data)
+
+    def wave_grid(self) -> list:
+        """The experiment's waveform attacks (none when the data hold no audio)."""
+        return planning.wave_grid(self.exp, self.data)
+
+    def _attack_job(self, tj, config) -> AttackJob:
+        return planning.attack_job(self.exp, self.data, tj, config)
 
     def jobs(self, kinds=KINDS) -> list:
         """Train jobs, then extension models, then attack jobs (of the requested kinds)."""
         kinds = check_kinds(kinds)
         return (self.train_jobs() if "train" in kinds else []) + \
                (self.extension_jobs() if "extension" in kinds else []) + \
-               (self.attack_jobs() if "attack" in kinds else [])
+               (self.attack_jobs() if "attack" in kinds else []) + \
+               (self.table_jobs() if "table" in kinds else [])
 
     def path(self, job) -> Path:
         """Where a job's result is stored."""
-        if job.kind in ("train", "extension"):
+        if job.kind in MODEL_KINDS:
             return self.run_dir / "models" / job.variant / job.key
+        if job.kind == "table":
+            return table_folder(self.run_dir, job.product, job.model.key, job.config, job.split, self.data.identity)
         return self.run_dir / "attacks" / job.model.key / job.key
 
     def is_done(self, job) -> bool:
@@ -155,7 +146,9 @@ class Runner:
         from .attacks.results import is_stored
 
         path = self.path(job)
-        return (path / "model.pt").is_file() if job.kind in ("train", "extension") else is_stored(path)
+        if job.kind == "table":
+            return table_is_stored(path)
+        return (path / "model.pt").is_file() if job.kind in MODEL_KINDS else is_stored(path)
 
     def missing(self, kinds=KINDS) -> list:
         """The jobs whose results are not stored yet."""
@@ -197,7 +190,7 @@ class Runner:
         size = self.attack_stack_size
         groups: dict[tuple, list[AttackJob]] = {}
         for job in jobs:      # waveform attacks run one model at a time
-            if job.kind == "attack" and size > 1 and not _is_wave(job.config):
+            if job.kind == "attack" and size > 1 and not is_wave(job.config):
                 groups.setdefault((job.config, job.split, job.model.variant), []).append(job)
         return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)
                 if len(group[i:i + size]) > 1]
@@ -218,27 +211,14 @@ class Runner:
                 needs = f"model {job.depends_on.key}" + ("" if self.is_done(job.depends_on) else " (to train)")
             rows.append({"kind": job.kind, "job": job.name, "key": job.key,
                          "status": "stored" if done else "to do", "needs": needs,
-                         "stack": stack_of.get(job, ""), "chapter": _chapter(job)})
+                         "stack": stack_of.get(job, ""), "chapter": chapter_of(job)})
         return pd.DataFrame(rows, columns=["kind", "job", "key", "status", "needs", "stack", "chapter"])
 
     def plan_text(self, kinds=KINDS, *, show_stored: bool = False) -> str:
         """:meth:`plan` as a text table (missing jobs only unless ``show_stored``) and a count line."""
-        table = self.plan(kinds)
-        todo = table[table.status == "to do"]
-        lines = [self.exp.describe(), f"store: {self.run_dir}  (data {self.data.identity})"]
-        shown = table if show_stored else todo
-        if not shown["stack"].any():
-            shown = shown.drop(columns="stack")
-        if len(shown):
-            lines.append(shown.to_string(index=False))
-        counts = []
-        for kind, label in (("train", "model"), ("extension", "extension model"), ("attack", "attack")):
-            part = table[table.kind == kind]
-            if len(part):
-                n_todo = int((part.status == "to do").sum())
-                counts.append(f"{kind}: {n_todo} of {len(part)} {label}{'s' if len(part) != 1 else ''} to do")
-        lines.append("; ".join(counts) if counts else "no jobs")
-        return "\n".join(lines)
+        return planning.plan_text(self.plan(kinds), [self.exp.describe(),
+                                                     f"store: {self.run_dir}  (data {self.data.identity})"],
+                                  show_stored=show_stored)
 
     # ------------------------------------------------------------------ executing one job
     def _epoch_logger(self, job: TrainJob, epochs: int):
@@ -269,8 +249,8 @@ class Runner:
 
         if job.key in self._stacked_tables:            # attacked in a stack by this runner
             return self._stacked_tables[job.key]
-        trained = self.train(job.model)
-        if _is_wave(job.config):
+        trained = self.model_of(job.model)
+        if is_wave(job.config):
             from .attacks.wave_results import get_wave_attack
 
             return get_wave_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
@@ -284,28 +264,43 @@ class Runner:
 
         return extension_model(self, job.variant, job.seed, **dict(job.options))
 
+    def model_of(self, job):
+        """The trained model of a train or extension job."""
+        return self.extension(job) if job.kind == "extension" else self.train(job)
+
+    def table(self, job: TableJob):
+        """The stored table of ``job`` (computed when missing)."""
+        trained = self.model_of(job.model)
+        return PRODUCTS[job.product].table(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
+                                           device=self.device)
+
     def execute(self, job) -> bool:
         """Run one job; True when this call computed it (False: it was stored meanwhile)."""
         if job.kind == "train":
             return bool(self.train(job).trained_now)
         if job.kind == "extension":
             return bool(self.extension(job).trained_now)
+        if job.kind == "table":
+            stored = self.is_done(job)
+            self.table(job)
+            return not stored
         return self.attack(job).computed_now
 
     # ------------------------------------------------------------------ running many
     def run(self, engine: str = "inprocess", *, kinds=KINDS, address: str | None = None,
-            raise_on_failure: bool = True) -> RunReport:
-        """Execute every missing job of ``kinds`` with ``engine`` (see the module docstring).
+            raise_on_failure: bool = True, grid_only: bool = False) -> RunReport:
+        """Execute every missing job of ``kinds`` with ``engine`` (see the module docstring);
+        ``grid_only``: only the paper models and their attacks.
 
-        A failing job does not stop the others; attacks of a failed model are skipped. At the
+        A failing job does not stop the others; a job whose model failed is skipped. At the
         end a :class:`JobError` lists the failures (unless ``raise_on_failure=False``).
         """
         if engine not in ENGINES:
             raise ParameterError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-        todo = self.missing(kinds)
+        todo = [j for j in self.missing(kinds) if not grid_only or planning.in_grid(j)]
         n = {kind: sum(j.kind == kind for j in todo) for kind in KINDS}
         self.log(f"{self.exp.describe()}\n  to do: {n['train']} model(s) to train, {n['extension']} extension "
-                 f"model(s), {n['attack']} attack(s) to run ({engine})")
+                 f"model(s), {n['attack']} attack(s) to run, {n['table']} table(s) ({engine})")
         t0 = time.perf_counter()
         if engine == "ray":
             from .ray_engine import run_on_ray
@@ -364,7 +359,7 @@ class Runner:
         self.log(f"{head}: attacking {len(group)} models in one pass ...")
         t0 = time.perf_counter()
         try:
-            models = [self.train(job.model) for job in group]
+            models = [self.model_of(job.model) for job in group]
             tables = get_stacked_attacks(models, self.data, group[0].config, split=group[0].split,
                                          run_dir=self.run_dir, device=self.device)
         except (MerError, RuntimeError, ValueError, OSError) as exc:
@@ -386,6 +381,8 @@ class Runner:
                 continue
             if job.depends_on is not None and job.depends_on.name in failed_models:
                 report.skipped[job.name] = skip_reason(job.depends_on, failed_models[job.depends_on.name])
+                if job.kind in MODEL_KINDS:            # what needs this model is skipped too
+                    failed_models[job.name] = report.skipped[job.name]
                 self.log(f"{head}: skipped, its model {job.depends_on.name} failed")
                 continue
             if job.key in group_of:                     # the first job of its stack: run the stack
@@ -395,13 +392,13 @@ class Runner:
                 group = [j for j in group if j.model.name not in failed_models]
                 if len(group) > 1:
                     self._attack_stack(group, n, len(attack_groups))
-            self.log(f"{head}: {'attacking' if job.kind == 'attack' else 'training'} ...")
+            self.log(f"{head}: {planning.DOING[job.kind]} ...")
             t0 = time.perf_counter()
             try:
                 computed = self.execute(job)
             except (MerError, RuntimeError, ValueError, OSError) as exc:
                 report.failed[f"{job.kind} {job.name}"] = _one_line(exc)
-                if job.kind == "train":
+                if job.kind in MODEL_KINDS:
                     failed_models[job.name] = _one_line(exc)
                 self.log(f"{head}: FAILED: {_one_line(exc)}")
                 continue
@@ -433,8 +430,8 @@ class Runner:
 
     def attack_tables(self) -> dict:
         """``{AttackConfig: table}`` for the experiment's whole attack grid (missing jobs run first)."""
-        if self.missing(("train", "attack")):
-            self.run(kinds=("train", "attack"))
+        if any(planning.in_grid(j) for j in self.missing(("train", "attack"))):
+            self.run(kinds=("train", "attack"), grid_only=True)
         return {config: self.attack_table(config) for config in self.exp.attack_grid()}
 
 
@@ -443,20 +440,6 @@ class Runner:
         return {config: self.attack_table(config) for config in self.wave_grid()}
 
 
-def _is_wave(config) -> bool:
-    """True for a waveform-domain attack configuration."""
-    return getattr(config, "domain", "spectrogram") == "waveform"
-
-
 def execute_job(experiment, run_dir: str, job, data) -> bool:
     """Run one job in a worker process (the Ray engine's worker): True when it computed."""
     return Runner(experiment, run_dir, data=data, log=stderr_log).execute(job)
-
-
-def _chapter(job) -> str:
-    """The chapter that first reads a job's result (extension jobs say their own)."""
-    if job.kind == "extension":
-        return job.chapter
-    if job.kind == "attack":
-        return "listening" if _is_wave(job.config) else "robustness"
-    return "training"

@@ -160,17 +160,20 @@ def test_plan_lists_every_job_then_nothing_after_a_run(baseline):
     exp = baseline.runner.exp
     plan = baseline.before
     n_models, n_attacks = len(exp.models()), len(exp.models()) * (len(exp.attack_grid()) + len(exp.wave_grid()))
-    n_ext = len(baseline.runner.extension_jobs())
-    assert (n_models, n_ext, n_attacks) == (5, 7, 30)   # 3 spectrogram and 3 waveform attacks per model
-    assert plan.kind.tolist() == ["train"] * n_models + ["extension"] * n_ext + ["attack"] * n_attacks
+    n_ext, n_tables = len(baseline.runner.extension_jobs()), len(baseline.runner.table_jobs())
+    n_attacks += 4                                      # the projected attack of the 4 ExpO and RAR systems
+    assert (n_models, n_ext, n_attacks, n_tables) == (5, 7, 34, 21)   # 3 + 3 waveform attacks per paper model
+    assert plan.kind.tolist() == (["train"] * n_models + ["extension"] * n_ext + ["attack"] * n_attacks
+                                  + ["table"] * n_tables)
     assert (plan.status == "to do").all() and plan.key.is_unique
     assert plan[plan.kind != "train"].needs.str.endswith("(to train)").all()
     assert set(plan.chapter) == {"training", "explanations", "attributions", "robustness", "listening"}
     assert len(baseline.report.trained) == n_models + n_ext and len(baseline.report.attacked) == n_attacks
+    assert len(baseline.report.tables) == n_tables
     assert (baseline.runner.plan().status == "stored").all()
     text = baseline.runner.plan_text()
     assert text.splitlines()[-1] == ("train: 0 of 5 models to do; extension: 0 of 7 extension models to do; "
-                                     "attack: 0 of 30 attacks to do")
+                                     "attack: 0 of 34 attacks to do; table: 0 of 21 tables to do")
 
 
 def test_a_second_runner_computes_nothing(baseline, monkeypatch):
@@ -215,11 +218,12 @@ def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, 
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("1 job(s) failed: train a2m2e seed 6: TrainingError: training a2m2e seed 6")
-    assert "5 job(s) skipped because their model failed" in message
+    assert "7 job(s) skipped because their model failed" in message     # 5 attacks, 2 tables
     plan = runner.plan()
     assert plan[plan.status == "to do"].job.tolist() == [
         "a2m2e seed 6", "a2m2e seed 6, projected eps=0.001", "a2m2e seed 6, projected eps=0.01",
-        "a2m2e seed 6, waveform SNR >= 40 dB", "a2m2e seed 6, waveform SNR >= 20 dB", "a2m2e seed 6, waveform |d| <= 0.001"]
+        "a2m2e seed 6, waveform SNR >= 40 dB", "a2m2e seed 6, waveform SNR >= 20 dB", "a2m2e seed 6, waveform |d| <= 0.001",
+        "explanations of a2m2e seed 6", "attributions of a2m2e seed 6"]
 
 
 def test_a_copied_store_and_data_find_every_result(baseline, tmp_path, monkeypatch):
@@ -259,7 +263,7 @@ def test_two_processes_on_one_store_train_each_model_once(tmp_path, baseline):
     attacked = reports[0]["attacked"] + reports[1]["attacked"]
     extension = [job.name for job in baseline.runner.extension_jobs()]          # 7 ExpO and RAR models
     assert sorted(trained) == sorted([f"{v} seed 6" for v in ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")] + extension)
-    assert len(attacked) == len(set(attacked)) == 30      # 15 spectrogram, 15 waveform attacks
+    assert len(attacked) == len(set(attacked)) == 34      # 15 spectrogram, 15 waveform, 4 of extension models
     for i in range(2):         # what one process did not compute, it found computed by the other
         assert len(reports[i]["trained"]) + len(reports[i]["found_trained"]) + \
             len(reports[1 - i]["trained"]) >= 12
@@ -280,5 +284,6 @@ def test_the_grid_on_ray_gives_the_tables_of_the_inprocess_engine(tmp_path, base
         report = runner.run("ray")
     finally:
         ray.shutdown()
-    assert report.engine == "ray" and len(report.trained) == 12 and len(report.attacked) == 30   # 5 + 7 extension models
+    assert report.engine == "ray" and len(report.trained) == 12 and len(report.attacked) == 34   # 5 + 7 extension models
+    assert len(report.tables) == 21
     pd.testing.assert_frame_equal(_tables(runner), baseline.tables, check_exact=False, rtol=1e-12, atol=0)
