@@ -124,7 +124,8 @@ class TableJob:
 
     @property
     def name(self) -> str:
-        return f"{self.product} of {self.model.name}"
+        label = getattr(self.config, "label", "")       # a product with several configurations per model
+        return f"{self.product} of {self.model.name}" + (f", {label}" if label else "")
 
 
 @dataclass

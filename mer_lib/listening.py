@@ -32,7 +32,7 @@ from .runtime import evaluating, resolve_device
 from .store import StoredTable, get_table, table_dir
 from .wave_excerpts import wave_excerpts
 
-__all__ = ["wave_clips", "snr_curve", "wave_claims", "get_realisability", "realisability_summary",
+__all__ = ["wave_clips", "snr_curve", "wave_claims", "get_realisability", "realisability_identity", "realisability_summary",
            "REALISABILITY_VERSION"]
 
 #: Bumped when :func:`get_realisability`'s table changes for the same inputs.
@@ -70,9 +70,10 @@ def wave_claims(clips: pd.DataFrame, budget: float, *, level: float = 0.95) -> p
     return out
 
 
-def _realisability_identity(trained, config, split: str, data, examples: int | None) -> dict:
-    return {"realisability": REALISABILITY_VERSION, "model": str(trained.key), "attack": config.to_dict(),
-            "split": split, "data": str(data.identity), "examples": examples}
+def realisability_identity(model_key: str, config, split: str, data_identity: str, examples: int | None) -> dict:
+    """What a stored realisability table is keyed by (``config``: the spectrogram attack)."""
+    return {"realisability": REALISABILITY_VERSION, "model": str(model_key), "attack": config.to_dict(),
+            "split": split, "data": str(data_identity), "examples": examples}
 
 
 def get_realisability(trained, data, config, *, split: str = "test", examples: int | None = None,
@@ -85,7 +86,7 @@ def get_realisability(trained, data, config, *, split: str = "test", examples: i
     audio and measured (:func:`mer_lib.attacks.realisability.realisability`). Columns: that
     function's plus ``variant, seed, model_key, mode, epsilon``.
     """
-    identity = _realisability_identity(trained, config, split, data, examples)
+    identity = realisability_identity(trained.key, config, split, data.identity, examples)
     folder = table_dir(run_dir, "realisability", trained.key, identity)
 
     def compute() -> pd.DataFrame:

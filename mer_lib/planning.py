@@ -78,10 +78,12 @@ def attack_jobs(exp, data) -> list[AttackJob]:
 
 def table_jobs(exp, data) -> list[TableJob]:
     """The explanation and attribution tables the chapters read (:func:`mer_lib.products.table_plan`)."""
-    configs = {name: product.config_of(exp) for name, product in PRODUCTS.items()}
-    return [TableJob(product, job, configs[product], exp.split,
-                     table_key(product, job.key, configs[product], exp.split, data.identity), chapter)
-            for product, job, chapter in table_plan(train_jobs(exp, data), extension_jobs(exp, data))]
+    configs = {name: product.configs_of(exp) for name, product in PRODUCTS.items()}
+    audio = bool(wave_grid(exp, data))
+    return [TableJob(product, job, config, exp.split, table_key(product, job.key, config, exp.split, data.identity),
+                     chapter)
+            for product, job, chapter in table_plan(train_jobs(exp, data), extension_jobs(exp, data), audio=audio)
+            for config in configs[product]]
 
 
 def in_grid(job) -> bool:

@@ -3,8 +3,9 @@
 A :class:`Product` is one kind of stored table of one model: its store folder name, its
 identity (what the table is keyed by), the function that reads or computes it
 (:func:`mer_lib.store.get_table` underneath: lock, atomic write, checksum, resume) and the
-experiment's configuration of it. :data:`PRODUCTS` holds the two the book reads besides the
-attacks: the explanation-quality tables (NF, S) and the attribution-robustness tables. A new
+experiment's configurations of it. :data:`PRODUCTS` holds the three the book reads besides the
+attacks: the explanation-quality tables (NF, S), the attribution-robustness tables and the
+realisability tables of the Listening chapter (one per spectrogram attack mode). A new
 measurement is one module with its table function plus one entry here.
 
 :func:`table_plan` says which tables of which models the chapters read, so the runner can plan
@@ -13,7 +14,7 @@ and run them before any chapter does (:class:`~mer_lib.jobs.TableJob`), and
 
 Example:
     >>> sorted(PRODUCTS)
-    ['attributions', 'explanations']
+    ['attributions', 'explanations', 'realisability']
     >>> PRODUCTS["explanations"].folder
     'explanations'
 """
@@ -23,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .attacks.results import describe
 from .attributions.report import attribution_config, attribution_identity, attribution_table
 from .errors import ParameterError
 from .explain.report import explanation_table, quality_identity
 from .extensions import EXPO_OBJECTIVES, RAR_OBJECTIVES, quality_config
+from .listening import get_realisability, realisability_identity
 from .models import get_variant
 from .store import identity_key, is_stored, table_dir
 
-__all__ = ["Product", "PRODUCTS", "get_product", "table_plan", "extension_attack_plan", "table_key",
+__all__ = ["Product", "RealisabilityConfig", "PRODUCTS", "get_product", "table_plan", "extension_attack_plan", "table_key",
            "table_folder", "table_is_stored"]
 
 
@@ -42,18 +45,45 @@ class Product:
         folder: its folder under the store (``<store>/<folder>/<model key>/<table key>``).
         identity: ``(model_key, config, split, data_identity) -> dict``, what a table is keyed by.
         table: ``(trained, data, config, *, split, run_dir, device) -> DataFrame`` (stored; computed when missing).
-        config_of: the experiment's configuration of it (``exp -> config``).
+        configs_of: the experiment's configurations of it (``exp -> list``; one table per model and configuration).
+        needs_audio: only for data that hold audio (the excerpts' files).
     """
 
     folder: str
     identity: Callable
     table: Callable
-    config_of: Callable
+    configs_of: Callable
+    needs_audio: bool = False
+
+
+@dataclass(frozen=True)
+class RealisabilityConfig:
+    """A realisability table's configuration: the spectrogram ``attack`` whose perturbations are
+    turned into audio, on the first ``examples`` clips (None: all)."""
+
+    attack: object
+    examples: int | None = None
+
+    @property
+    def label(self) -> str:
+        """Which table of a model this is (its job's name says it): ``projected eps=0.001``."""
+        return describe(self.attack)
+
+
+def _realisability_table(trained, data, config: RealisabilityConfig, *, split, run_dir, device):
+    return get_realisability(trained, data, config.attack, split=split, examples=config.examples,
+                             run_dir=run_dir, device=device).table
 
 
 PRODUCTS: dict[str, Product] = {
-    "explanations": Product("explanations", quality_identity, explanation_table, quality_config),
-    "attributions": Product("attributions", attribution_identity, attribution_table, attribution_config),
+    "explanations": Product("explanations", quality_identity, explanation_table, lambda exp: [quality_config(exp)]),
+    "attributions": Product("attributions", attribution_identity, attribution_table,
+                            lambda exp: [attribution_config(exp)]),
+    "realisability": Product(
+        "realisability", lambda key, cfg, split, data_id: realisability_identity(key, cfg.attack, split, data_id, cfg.examples),
+        _realisability_table,
+        lambda exp: [RealisabilityConfig(exp.attack_config(m, exp.epsilon), exp.wave_examples) for m in exp.modes],
+        needs_audio=True),
 }
 
 
@@ -85,15 +115,18 @@ def _family(job) -> str:
     return "expo" if objective in EXPO_OBJECTIVES else "rar" if objective in RAR_OBJECTIVES else "paper"
 
 
-def table_plan(paper_jobs: list, extension_jobs: list) -> list[tuple[str, object, str]]:
-    """``(product, model job, chapter)`` of every table the chapters read, each once, in book order.
+def table_plan(paper_jobs: list, extension_jobs: list, *, audio: bool = True) -> list[tuple[str, object, str]]:
+    """``(product, model job, chapter)`` of every table the chapters read, each once, in book order
+    (one table per configuration of the product).
 
+    - Listening (``audio``: the data hold audio): realisability of every paper model.
     - Explanations: NF/S of every paper model, every ExpO model (the c-sweep and its control
       included); the Attributions chapter adds those of the RAR models.
     - Attributions: attribution robustness of the paper models and of the ExpO and RAR models
       of the experiment's default options (the sweep's models are not in that chapter).
     """
-    plan = [("explanations", job, "explanations") for job in paper_jobs]
+    plan = [("realisability", job, "listening") for job in paper_jobs] if audio else []
+    plan += [("explanations", job, "explanations") for job in paper_jobs]
     plan += [("explanations", job, "explanations") for job in extension_jobs if _family(job) == "expo"]
     plan += [("explanations", job, "attributions") for job in extension_jobs if _family(job) == "rar"]
     plan += [("attributions", job, "attributions") for job in paper_jobs]

@@ -43,6 +43,7 @@ def test_the_plan_lists_each_extension_model_once_after_its_base(ran):
         f"attack: 0 of {len(runner.attack_jobs())} attacks to do; table: 0 of {len(runner.table_jobs())} tables to do")
     # explanations of A2E and the three ExpO models, then of the RAR model; attributions of A2E, ExpO-S, IG-NORM
     assert [(t.product, t.model.variant, t.chapter) for t in runner.table_jobs()] == [
+        ("realisability", "a2e", "listening"), ("realisability", "a2e", "listening"),    # reference, projected
         ("explanations", "a2e", "explanations"), ("explanations", "expos_a2e", "explanations"),
         ("explanations", "expof_a2e", "explanations"), ("explanations", "expos_a2e", "explanations"),
         ("explanations", "ignorm_a2e", "attributions"), ("attributions", "a2e", "attributions"),

@@ -162,7 +162,8 @@ def test_plan_lists_every_job_then_nothing_after_a_run(baseline):
     n_models, n_attacks = len(exp.models()), len(exp.models()) * (len(exp.attack_grid()) + len(exp.wave_grid()))
     n_ext, n_tables = len(baseline.runner.extension_jobs()), len(baseline.runner.table_jobs())
     n_attacks += 4                                      # the projected attack of the 4 ExpO and RAR systems
-    assert (n_models, n_ext, n_attacks, n_tables) == (5, 7, 34, 21)   # 3 + 3 waveform attacks per paper model
+    # 3 + 3 waveform attacks per paper model; 10 realisability, 12 explanation, 9 attribution tables
+    assert (n_models, n_ext, n_attacks, n_tables) == (5, 7, 34, 31)
     assert plan.kind.tolist() == (["train"] * n_models + ["extension"] * n_ext + ["attack"] * n_attacks
                                   + ["table"] * n_tables)
     assert (plan.status == "to do").all() and plan.key.is_unique
@@ -173,7 +174,7 @@ def test_plan_lists_every_job_then_nothing_after_a_run(baseline):
     assert (baseline.runner.plan().status == "stored").all()
     text = baseline.runner.plan_text()
     assert text.splitlines()[-1] == ("train: 0 of 5 models to do; extension: 0 of 7 extension models to do; "
-                                     "attack: 0 of 34 attacks to do; table: 0 of 21 tables to do")
+                                     "attack: 0 of 34 attacks to do; table: 0 of 31 tables to do")
 
 
 def test_a_second_runner_computes_nothing(baseline, monkeypatch):
@@ -218,12 +219,12 @@ def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, 
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("1 job(s) failed: train a2m2e seed 6: TrainingError: training a2m2e seed 6")
-    assert "7 job(s) skipped because their model failed" in message     # 5 attacks, 2 tables
+    assert "8 job(s) skipped because their model failed" in message     # 5 attacks, 3 tables
     plan = runner.plan()
     assert plan[plan.status == "to do"].job.tolist() == [
         "a2m2e seed 6", "a2m2e seed 6, projected eps=0.001", "a2m2e seed 6, projected eps=0.01",
         "a2m2e seed 6, waveform SNR >= 40 dB", "a2m2e seed 6, waveform SNR >= 20 dB", "a2m2e seed 6, waveform |d| <= 0.001",
-        "explanations of a2m2e seed 6", "attributions of a2m2e seed 6"]
+        "realisability of a2m2e seed 6, projected eps=0.001", "explanations of a2m2e seed 6", "attributions of a2m2e seed 6"]
 
 
 def test_a_copied_store_and_data_find_every_result(baseline, tmp_path, monkeypatch):
@@ -285,5 +286,5 @@ def test_the_grid_on_ray_gives_the_tables_of_the_inprocess_engine(tmp_path, base
     finally:
         ray.shutdown()
     assert report.engine == "ray" and len(report.trained) == 12 and len(report.attacked) == 34   # 5 + 7 extension models
-    assert len(report.tables) == 21
+    assert len(report.tables) == 31
     pd.testing.assert_frame_equal(_tables(runner), baseline.tables, check_exact=False, rtol=1e-12, atol=0)
