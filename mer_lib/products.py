@@ -31,10 +31,10 @@ from .explain.report import explanation_table, quality_identity
 from .extensions import EXPO_OBJECTIVES, RAR_OBJECTIVES, quality_config
 from .listening import get_realisability, realisability_identity
 from .models import get_variant
-from .store import identity_key, is_stored, table_dir
+from .store import identity_key, table_dir
 
 __all__ = ["Product", "RealisabilityConfig", "PRODUCTS", "get_product", "table_plan", "extension_attack_plan", "table_key",
-           "table_folder", "table_is_stored"]
+           "table_folder"]
 
 
 @dataclass(frozen=True)
@@ -101,13 +101,8 @@ def table_key(product: str, model_key: str, config, split: str, data_identity: s
 
 def table_folder(run_dir: str | Path, product: str, model_key: str, config, split: str, data_identity: str) -> Path:
     """Where one stored table lives (the folder the product's table function writes)."""
-    return table_dir(run_dir, get_product(product).folder, model_key,
-                     get_product(product).identity(model_key, config, split, data_identity))
-
-
-def table_is_stored(folder: Path) -> bool:
-    """True when the table in ``folder`` is complete and intact."""
-    return is_stored(folder)
+    spec = get_product(product)
+    return table_dir(run_dir, spec.folder, model_key, spec.identity(model_key, config, split, data_identity))
 
 
 def _family(job) -> str:

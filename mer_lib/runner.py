@@ -49,8 +49,9 @@ from .jobs import (KINDS, MODEL_KINDS, AttackJob, ExtensionJob, JobError, RunRep
                    TrainJob, _one_line, check_kinds, record, report_from_outcomes, skip_reason, stderr_log)
 from . import planning
 from .planning import chapter_of, is_wave
-from .products import PRODUCTS, table_folder, table_is_stored
-from .store import open_store
+from .extensions import extension_model
+from .products import PRODUCTS, table_folder
+from .store import is_stored, open_store
 
 ENGINES = ("inprocess", "ray")
 
@@ -142,12 +143,8 @@ class Runner:
         return self.run_dir / "attacks" / job.model.key / job.key
 
     def is_done(self, job) -> bool:
-        """True when the job's result is in the store."""
-        from .attacks.results import is_stored
-
+        """True when the job's result is in the store (a model's ``model.pt``, an intact table)."""
         path = self.path(job)
-        if job.kind == "table":
-            return table_is_stored(path)
         return (path / "model.pt").is_file() if job.kind in MODEL_KINDS else is_stored(path)
 
     def missing(self, kinds=KINDS) -> list:
@@ -260,8 +257,6 @@ class Runner:
 
     def extension(self, job: ExtensionJob):
         """The trained extension model of ``job`` (after its base model; loaded when stored)."""
-        from .extensions import extension_model
-
         return extension_model(self, job.variant, job.seed, **dict(job.options))
 
     def model_of(self, job):
