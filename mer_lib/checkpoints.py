@@ -206,6 +206,20 @@ def load_trained(path: str | Path, *, device: str | torch.device = "auto",
     return TrainedModel(model, config, stored["key"], folder, history, trained_now=False)
 
 
+def _initialise_from(model: MerNet, run_dir: Path, config: TrainConfig) -> None:
+    """Load the weights of the finished model ``config.init_from`` into ``model`` (fine-tuning)."""
+    folder = run_dir / "models" / config.init_from
+    if not (folder / "model.pt").is_file():
+        raise CheckpointError(f"init_from={config.init_from!r}: no finished model in {folder}; "
+                              f"train that model first (in the same run directory)")
+    parent = load_trained(folder, device="cpu")
+    if parent.model.head != model.head or parent.config.width != config.width:
+        raise CheckpointError(
+            f"init_from={config.init_from!r} is a {parent.model.head} model of width "
+            f"{parent.config.width}; {config.variant} needs a {model.head} model of width {config.width}")
+    model.load_state_dict(parent.model.state_dict())
+
+
 def _load_history(folder: Path, payload: dict) -> pd.DataFrame:
     """``history.csv`` of a finished model, checked against the copy inside ``model.pt``.
 

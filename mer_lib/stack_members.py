@@ -1,6 +1,6 @@
 """The members of a training stack: each one's bookkeeping and the stack's shared Adam state.
 
-Used by :func:`mer_lib.stack_training.train_stack` (see its module docstring):
+Used by the one epoch loop, :func:`mer_lib.trainer.train_replicas` (see its module docstring):
 
 - ``_Member``: one configuration of the stack — its folder and identity, its batch-order and
   dropout generators (those a single run of its seed would hold), its model, optimiser and
@@ -16,7 +16,7 @@ Example:
     >>> from pathlib import Path
     >>> from mer_lib.models import build_model
     >>> from mer_lib.stack_members import _Member, _build, _member_optimizer_state
-    >>> from mer_lib.training import TrainConfig
+    >>> from mer_lib.train_config import TrainConfig
     >>> configs = [TrainConfig("a2e", seed, width=0.0625) for seed in (6, 21)]
     >>> members = [_Member(c, {}, "", Path("."), torch.Generator(), torch.Generator(), {},
     ...                    build_model(c.spec, c.width).state_dict()) for c in configs]
@@ -32,8 +32,10 @@ from pathlib import Path
 
 import torch
 
-from . import training as T
+from .checkpoints import _cpu_state_dict, _initialise_from, _load_resume_state, _open_model_folder
 from .models import build_model
+from .train_config import TrainConfig
+from .train_loop import _rng_states
 from .runtime import seed_everything
 from .stack import ModelStack, StackError
 
@@ -44,7 +46,7 @@ from .stack import ModelStack, StackError
 
 @dataclass
 class _Member:
-    config: T.TrainConfig
+    config: TrainConfig
     identity: dict
     key: str
     folder: Path
@@ -61,6 +63,7 @@ class _Member:
     history: list = field(default_factory=list)
     loss_state: dict = field(default_factory=dict)
     error: str | None = None
+    exception: Exception | None = None   # the TrainingError behind ``error``
     result: object = None
 
     def rng_states(self, device: torch.device) -> dict:
@@ -79,16 +82,16 @@ class _Member:
 
 
 def _new_member(config, data, run_dir, device, memory_format, resume: bool) -> _Member:
-    identity, key, folder = T._open_model_folder(config, data, run_dir)
+    identity, key, folder = _open_model_folder(config, data, run_dir)
     gen = seed_everything(config.seed)
     model = build_model(config.spec, config.width).to(device, memory_format=memory_format)
     if config.init_from is not None:
-        T._initialise_from(model, Path(run_dir), config)
-    rng = T._rng_states(gen, device)
+        _initialise_from(model, Path(run_dir), config)
+    rng = _rng_states(gen, device)
     drop = torch.Generator(device=device)
     drop.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
-    member = _Member(config, identity, key, folder, gen, drop, rng, T._cpu_state_dict(model))
-    saved = T._load_resume_state(folder, identity) if resume else None
+    member = _Member(config, identity, key, folder, gen, drop, rng, _cpu_state_dict(model))
+    saved = _load_resume_state(folder, identity) if resume else None
     if saved is not None:
         member.model_state, member.opt_state = saved["model"], saved["optimizer"]
         member.best_state = saved["best_state"]

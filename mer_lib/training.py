@@ -44,10 +44,11 @@ score with ``patience`` epochs, the best checkpoint restored at the end.
 Modules (all re-exported here, so ``mer_lib.training.<name>`` is the one place to import from):
 :mod:`mer_lib.train_config` (:class:`TrainConfig`, :data:`FORMAT_VERSION`, the key),
 :mod:`mer_lib.checkpoints` (the model folder's files, :class:`TrainedModel`,
-:func:`load_trained`, :func:`model_ref`, the resume state), :mod:`mer_lib.train_loop` (the epoch loop's parts
-shared with :mod:`mer_lib.stack_training`) and :mod:`mer_lib.objectives.adversarial_batch`
-(:func:`default_adv_attack`, :func:`adversarial_input`); this module keeps :func:`train` and
-:func:`get_trained`.
+:func:`load_trained`, :func:`model_ref`, the resume state), :mod:`mer_lib.train_loop` (the epoch
+loop's parts) and :mod:`mer_lib.objectives.adversarial_batch` (:func:`default_adv_attack`,
+:func:`adversarial_input`). The epoch loop itself is :func:`mer_lib.trainer.train_replicas`,
+the same for one model and for a stack of seeds (:mod:`mer_lib.stack_training`); this module
+keeps :func:`train` (one model) and :func:`get_trained`.
 
 Storage (one folder per configuration)::
 
@@ -85,44 +86,30 @@ Example:
 """
 from __future__ import annotations
 
-import math
-import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
-from .attacks.precision import full_float32
 from .data import MerTensors
-from .errors import CheckpointError
 from .locks import work_lock
-from .metrics import predict
-from .models import MerNet, Variant, build_model
-from .objectives import StepContext, make_objective
+from .models import Variant
 from .profiles import Profile
-from .runtime import resolve_device, seed_everything
+from .trainer import train_replicas
 
 # The parts of the trainer live in their own modules; every name (public and private) that
-# other modules and tests use is re-exported here, so ``mer_lib.training.<name>`` keeps working
-# and monkeypatching ``mer_lib.training._save_final`` (etc.) still reaches :func:`train`.
+# other modules and tests use is re-exported here, so ``mer_lib.training.<name>`` keeps working.
+# To patch a step of the loop, patch it where the loop looks it up (mer_lib.trainer).
 from .objectives.adversarial_batch import (ADV_EPSILON, ADV_INPUTS, ADV_STEP_SIZE,  # noqa: F401
                                            adversarial_input, default_adv_attack)
 from .train_config import (FORMAT_VERSION, KEEP_RULES, TrainConfig, _check_float, _check_int,  # noqa: F401
                            _is_model_ref, model_dir, run_identity, run_key)
 from .checkpoints import (HISTORY_COLUMNS, TrainedModel, _check_identity, _cpu_state_dict,  # noqa: F401
-                          _differences, _history_bytes, _history_frame, _load_history, _load_resume_state,
+                          _differences, _history_bytes, _initialise_from, _history_frame, _load_history, _load_resume_state,
                           _open_model_folder, _read_json, _save_final, _save_progress, _save_torch,
                           _tidy_finished, _variant_from_stored, _write_bytes, load_trained, model_ref)
 from .train_loop import (_batch_order, _deterministic, _epoch_means, _history_row,  # noqa: F401
                          _prepare_data, _rng_states, _score, _set_rng_states)
-
-
-def _validate(model: MerNet, spec: Variant, x: torch.Tensor, y: torch.Tensor,
-              m: torch.Tensor | None) -> tuple[float, dict]:
-    e, c = predict(model, x, batch_size=64)
-    return _score(spec, e, c, y, m)
 
 
 def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
@@ -130,7 +117,8 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
           on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainedModel:
     """Train ``config`` on ``data`` into ``run_dir/models/<variant>/<key>/`` (see module doc).
 
-    Resumes from ``state.pt`` when present (``resume=True``); an existing ``model.pt`` is
+    The one epoch loop, :func:`mer_lib.trainer.train_replicas`, with one member. Resumes
+    from ``state.pt`` when present (``resume=True``); an existing ``model.pt`` is
     overwritten. ``on_epoch_end(epoch, history_row)`` is called after each epoch's state
     has been saved. Use :func:`get_trained` to load instead of retraining.
 
@@ -139,113 +127,9 @@ def train(config: TrainConfig, data: MerTensors, run_dir: str | Path, *,
         TrainingError: the loss became nan/inf (the message names epoch and batch).
         CheckpointError: the folder holds another configuration.
     """
-    spec = config.spec
-    objective = make_objective(spec, config.objective_options)
-    device = resolve_device(device)
-    (x_tr, y_tr, m_tr), (x_va, y_va, m_va) = _prepare_data(data, spec, device)
-    identity, key, folder = _open_model_folder(config, data, run_dir)
-
-    on_cuda = device.type == "cuda"
-    if config.bf16 and not on_cuda:
-        warnings.warn("bf16 autocast is CUDA-only; ignored on CPU (float32)", RuntimeWarning, stacklevel=2)
-    use_bf16 = config.bf16 and on_cuda
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    with _deterministic(device), full_float32():
-        gen = seed_everything(config.seed)
-        model = build_model(spec, config.width).to(device, memory_format=memory_format)
-        if config.init_from is not None:
-            _initialise_from(model, Path(run_dir), config)
-        x_tr = x_tr.contiguous(memory_format=memory_format)
-        x_va = x_va.contiguous(memory_format=memory_format)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        done, best_score, best_epoch, bad = 0, -math.inf, 0, 0
-        best_state: dict | None = None
-        history: list[dict] = []
-        loss_state: dict = {}
-        saved = _load_resume_state(folder, identity) if resume else None
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            best_state = saved["best_state"]
-            done, best_score, best_epoch, bad = (saved["epoch"], saved["best_score"],
-                                                 saved["best_epoch"], saved["bad_epochs"])
-            history, loss_state = saved["history"], saved["loss_state"]
-            _set_rng_states(saved["rng"], gen, device)
-
-        n, bs = x_tr.shape[0], config.batch_size
-        n_batches = math.ceil(n / bs)
-        bar = tqdm(total=config.epochs, initial=done, desc=f"{spec.name} seed {config.seed}",
-                   unit="epoch", leave=True, disable=not progress, dynamic_ncols=True)
-        try:
-            epoch = done
-            while epoch < config.epochs and bad < config.patience:
-                epoch += 1
-                t0 = time.perf_counter()
-                adversarial = config.is_adversarial_epoch(epoch)
-                model.train()
-                perm = _batch_order(gen, n, device)
-                parts: dict[str, list[tuple[int, torch.Tensor]]] = {c: [] for c in objective.components}
-                for b in range(n_batches):
-                    idx = perm[b * bs:(b + 1) * bs]
-                    mb = None if m_tr is None else m_tr[idx]
-                    ctx = StepContext(model, spec, optimizer, config, epoch, b + 1, loss_state, use_bf16)
-                    for name, value in objective.step(ctx, x_tr[idx], y_tr[idx], mb).items():
-                        parts[name].append((b + 1, value))
-                    model.train()   # an objective must not leave it otherwise; be sure
-                means = _epoch_means(parts, config, epoch, n_batches)
-                train_loss = means["train_loss"]
-
-                score, metrics = _validate(model, spec, x_va, y_va, m_va)
-                improved = math.isfinite(score) and score > best_score
-                if improved:
-                    best_score, best_epoch, bad = score, epoch, 0
-                    best_state = _cpu_state_dict(model)
-                else:
-                    bad += 1
-                row = _history_row(epoch, means, score, metrics, adversarial, improved,
-                                   time.perf_counter() - t0)
-                history.append(row)
-                _save_progress(folder, identity, epoch, _cpu_state_dict(model), optimizer.state_dict(),
-                               best_state, best_score, best_epoch, bad, history, loss_state,
-                               _rng_states(gen, device), objective.components)
-                bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", valid_r=f"{metrics['avg_r']:.3f}",
-                                refresh=False)
-                bar.update(1)
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, row)
-            if bar.n < bar.total:  # stopped early: show the bar as complete
-                bar.total = bar.n
-                bar.set_postfix(epoch=bar.n, best=best_epoch, stopped="early", refresh=False)
-                bar.refresh()
-        finally:
-            bar.close()
-
-        if config.keep == "last" and history:
-            last = history[-1]
-            best_state, best_epoch, best_score = _cpu_state_dict(model), int(last["epoch"]), last["valid_score"]
-        if best_state is None:
-            warnings.warn(f"{spec.name} seed {config.seed}: the validation score was never finite; "
-                          f"keeping the last weights", RuntimeWarning, stacklevel=2)
-            best_state, best_epoch = _cpu_state_dict(model), epoch
-        model.load_state_dict(best_state)
-        _save_final(folder, identity, key, best_state, best_epoch, best_score, history, objective.components)
-    model.to(memory_format=torch.contiguous_format).eval()
-    return TrainedModel(model, config, key, folder, _history_frame(history, objective.components),
-                        trained_now=True)
-
-
-def _initialise_from(model: MerNet, run_dir: Path, config: TrainConfig) -> None:
-    """Load the weights of the finished model ``config.init_from`` into ``model`` (fine-tuning)."""
-    folder = run_dir / "models" / config.init_from
-    if not (folder / "model.pt").is_file():
-        raise CheckpointError(f"init_from={config.init_from!r}: no finished model in {folder}; "
-                              f"train that model first (in the same run directory)")
-    parent = load_trained(folder, device="cpu")
-    if parent.model.head != model.head or parent.config.width != config.width:
-        raise CheckpointError(
-            f"init_from={config.init_from!r} is a {parent.model.head} model of width "
-            f"{parent.config.width}; {config.variant} needs a {model.head} model of width {config.width}")
-    model.load_state_dict(parent.model.state_dict())
+    hook = None if on_epoch_end is None else (lambda _config, epoch, row: on_epoch_end(epoch, row))
+    return train_replicas([config], data, run_dir, device=device, progress=progress, resume=resume,
+                          on_epoch_end=hook)[0]
 
 
 def get_trained(variant: str | Variant, seed: int, data: MerTensors, profile: Profile | str,

@@ -30,7 +30,7 @@ import pytest
 import torch
 
 import mer_lib.comparison as comparison
-import mer_lib.training as training
+import mer_lib.trainer as trainer
 from mer_lib.attacks import AttackConfig
 from mer_lib.attributions.report import attribution_config
 from mer_lib.comparison import attack_tables, attribution_tables, explanation_tables, step_costs
@@ -103,7 +103,7 @@ def stored(tmp_path_factory):
         def killed(folder, *args, **kwargs):            # killed after state.pt, before model.pt
             raise KeyboardInterrupt
 
-        mp.setattr(training, "_save_final", killed)
+        mp.setattr(trainer, "_save_final", killed)
         for variant in ("expof_a2e", "ignorm_a2e"):
             with pytest.raises(KeyboardInterrupt):
                 extension_model(runner, variant, 6)

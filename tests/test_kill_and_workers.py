@@ -70,7 +70,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 import mer_lib.profiles as PR
-import mer_lib.training as T
+import mer_lib.trainer as T
 from mer_lib.data import MerTensors, split_indices
 from mer_lib.experiments import Experiment
 from mer_lib.extensions import extension_model

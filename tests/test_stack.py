@@ -19,12 +19,14 @@ import torch
 from mer_lib.attacks import AttackConfig, attack
 from mer_lib.data import MerTensors, split_indices
 from mer_lib.errors import MerError, ParameterError
-from mer_lib.models import build_model
+from mer_lib.models import VARIANTS, build_model
+from mer_lib.objectives import OBJECTIVES, get_objective
 from mer_lib.stack import (ModelStack, StackError, check_stack_size, check_stack_state, stack_models,
                            stack_state, unstack)
 from mer_lib.attacks.stacked import stacked_attack
-from mer_lib import stack_training
-from mer_lib.stack_training import StackTrainingError, check_stackable, get_trained_stack, train_stack
+from mer_lib import stack_training  # noqa: F401
+from mer_lib.objectives import base as objectives_base
+from mer_lib.stack_training import StackTrainingError, can_stack, check_stackable, get_trained_stack, train_stack
 from mer_lib.training import TrainConfig, get_trained, load_trained, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -156,6 +158,33 @@ def test_stack_equals_three_single_runs(variant, data, tmp_path, float64):
     assert _rel(again.model.to_emotions.weight, singles[1].model.to_emotions.weight) <= RTOL
 
 
+#: Settings a registered objective needs for a short stack test (the others use their defaults).
+OBJECTIVE_SETTINGS = {"adversarial": dict(epochs=2, adv_every=2, adv_attack=ADV)}
+
+
+def _variant_of(objective: str) -> str:
+    """The first registered variant that trains with ``objective``."""
+    return next(v.name for v in VARIANTS.values() if v.objective == objective)
+
+
+@pytest.mark.parametrize("objective", sorted(o for o in OBJECTIVES if any(v.objective == o for v in VARIANTS.values())))
+def test_every_objective_of_the_registry_stacks_exactly_or_is_refused(objective, data, tmp_path, float64):
+    """The one trainer's contract over the objective registry: a stackable objective's K = 3
+    stack equals three single runs (weights, histories, best epochs); any other is refused
+    with an error that names it, and the runner trains it one model at a time."""
+    variant = _variant_of(objective)
+    configs = _configs(variant, **OBJECTIVE_SETTINGS.get(objective, {}))
+    if not get_objective(objective).stackable:
+        assert not can_stack(configs[0])
+        with pytest.raises(StackError, match=rf"{objective!r}, which has no stacked step"):
+            train_stack(configs, data, tmp_path / "stack", progress=False)
+        return
+    singles = [train(c, data, tmp_path / "single", progress=False) for c in configs]
+    stacked = train_stack(configs, data, tmp_path / "stack", progress=False)
+    for s, t in zip(singles, stacked):
+        _assert_same_run(s, t)
+
+
 def test_adversarial_stack_equals_three_single_runs(data, tmp_path, float64):
     configs = _configs("aa2e", epochs=2, adv_every=2, adv_attack=ADV)
     singles = [train(c, data, tmp_path / "single", progress=False) for c in configs]
@@ -177,14 +206,14 @@ def test_per_model_early_stopping(data, tmp_path, float64):
 def test_nan_in_one_model_stops_only_that_one(data, tmp_path, float64, monkeypatch):
     configs = _configs("a2e", epochs=2)
     singles = [train(c, data, tmp_path / "single", progress=False) for c in configs]
-    real, calls = stack_training.task_loss, []
+    real, calls = objectives_base.task_loss, []
 
     def poisoned(model, variant, x, y, m):   # members in order: call 3 * (batch - 1) + member + 1
         calls.append(1)
         loss = real(model, variant, x, y, m)
         return loss * math.nan if len(calls) == 3 * 1 + 1 + 1 else loss   # batch 2, member 1 (seed 21)
 
-    monkeypatch.setattr(stack_training, "task_loss", poisoned)
+    monkeypatch.setattr(objectives_base, "task_loss", poisoned)
     with pytest.raises(StackTrainingError, match=r"1 of 3 models of the a2e stack failed \(seed 21: training a2e seed 21: train_loss "
                                                  r"became nan at epoch 1, batch 2 of 4") as info:
         train_stack(configs, data, tmp_path / "stack", progress=False)

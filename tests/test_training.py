@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_lib import training
+from mer_lib import trainer, training
 from mer_lib.attacks import AttackConfig
 from mer_lib.attacks.precision import full_float32
 from mer_lib.data import MerTensors, split_indices
@@ -217,7 +217,7 @@ def test_early_stopping_restores_best(data, tmp_path, monkeypatch):
         s = next(scores)
         return s, {"avg_r": s, "mae": 0.1}
 
-    monkeypatch.setattr(training, "_validate", fake_validate)
+    monkeypatch.setattr(trainer, "_validate", fake_validate)
     tm = train(_cfg(epochs=5, patience=2), data, tmp_path, progress=False)
     assert list(tm.history.epoch) == [1, 2, 3] and list(tm.history.improved) == [True, False, False]
     monkeypatch.undo()
@@ -232,7 +232,7 @@ def test_keep_last_keeps_the_final_epoch_whatever_the_scores(data, tmp_path, mon
         s = next(scores)
         return s, {"avg_r": s, "mae": 0.1}
 
-    monkeypatch.setattr(training, "_validate", fake_validate)
+    monkeypatch.setattr(trainer, "_validate", fake_validate)
     last = train(_cfg(epochs=3, patience=3, keep="last"), data, tmp_path, progress=False)
     assert list(last.history.epoch) == [1, 2, 3] and list(last.history.improved) == [True, False, False]
     scores = iter([0.1, 0.2, 0.3])                         # rising: "best" keeps epoch 3 too

@@ -22,11 +22,14 @@ Example:
     >>> from mer_lib.objectives import OBJECTIVES, SIGMA_REG, regulariser_weight
     >>> {"mse", "adversarial", "expo_fidelity", "expo_stability", "ig_norm", "ig_sum_norm"} <= set(OBJECTIVES)
     True
+    >>> from mer_lib.objectives import stackable_objectives
+    >>> stackable_objectives()
+    ['adversarial', 'mse']
     >>> SIGMA_REG, regulariser_weight(1.5, loss_init=0.5, reg_init=0.25)
     (0.5, 3.0)
 """
 from .base import (OBJECTIVES, Objective, StepContext, check_finite_option, get_objective, make_objective,
-                   register_objective, resolve_options, task_loss)
+                   register_objective, resolve_options, stackable_objectives, task_loss, task_losses)
 from .supervised import Supervised
 from .adversarial import Adversarial
 from .expo_training import ExpoFidelity, ExpoStability
@@ -35,6 +38,6 @@ from .expo import (SIGMA_REG, STABILITY_RADIUS, fidelity_regulariser, fidelity_r
                    regulariser_weight, stability_regulariser)
 
 __all__ = ["OBJECTIVES", "Objective", "StepContext", "register_objective", "get_objective",
-           "make_objective", "resolve_options", "task_loss", "check_finite_option", "Supervised",
+           "make_objective", "resolve_options", "stackable_objectives", "task_loss", "task_losses", "check_finite_option", "Supervised",
            "Adversarial", "ExpoFidelity", "ExpoStability", "IgNorm", "IgSumNorm", "SIGMA_REG", "STABILITY_RADIUS", "fidelity_regulariser",
            "fidelity_regulariser_backward", "stability_regulariser", "regulariser_weight"]

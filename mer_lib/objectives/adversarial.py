@@ -12,6 +12,10 @@ perturbation by default).
 Components: ``train_loss`` (clean steps) and ``adv_loss`` (adversarial steps; absent in
 clean epochs, so the history shows NaN there).
 
+It stacks: :meth:`Adversarial.stack_step` takes the clean step of all K members in one pass,
+attacks them in one pass (:func:`mer_lib.attacks.stacked.stacked_attack`, per-member
+per-example stopping) and takes the adversarial step of all of them.
+
 Example:
     >>> import torch
     >>> from mer_lib.models import build_model, get_variant
@@ -28,9 +32,11 @@ from __future__ import annotations
 
 import torch
 
+from ..attacks.config import AttackConfig
+from ..attacks.stacked import stacked_attack
 from ..models import frozen_normalisation
 from .adversarial_batch import adversarial_input
-from .base import Objective, StepContext, register_objective, task_loss
+from .base import Objective, StepContext, register_objective, task_loss, task_losses
 
 
 @register_objective
@@ -39,10 +45,11 @@ class Adversarial(Objective):
 
     name = "adversarial"
     components = ("train_loss", "adv_loss")
+    stackable = True
 
     def step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
              midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        from ..attacks import AttackConfig, attack   # at call time: tests spy on mer_lib.attacks.attack
+        from ..attacks import attack   # at call time: tests spy on mer_lib.attacks.attack
 
         with ctx.autocast(x):
             clean = task_loss(ctx.model, ctx.variant, x, emotions, midlevel)
@@ -57,4 +64,19 @@ class Adversarial(Objective):
         with ctx.autocast(x):
             adv = task_loss(ctx.model, ctx.variant, x_adv, emotions, midlevel)
         parts["adv_loss"] = self.descend(ctx, adv)
+        return parts
+
+    def stack_step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
+                   midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        with ctx.autocast(x):
+            clean = task_losses(ctx.model, ctx.variant, x, emotions, midlevel)
+        parts = {"train_loss": self.descend_stack(ctx, clean)}
+        if not ctx.config.is_adversarial_epoch(ctx.epoch):
+            return parts
+        with frozen_normalisation(ctx.model):
+            results = stacked_attack(ctx.model, x, emotions, AttackConfig.from_dict(ctx.config.adv_attack))
+        x_adv = torch.stack([adversarial_input(r, ctx.config.adv_input) for r in results]).view_as(x)
+        with ctx.autocast(x):
+            adv = task_losses(ctx.model, ctx.variant, x_adv, emotions, midlevel)
+        parts["adv_loss"] = self.descend_stack(ctx, adv)
         return parts

@@ -17,6 +17,15 @@ into the history (one column per component) and the chapters plot.
   untouched, no dropout); the step's own forward pass runs in the model's train mode.
 - ``ctx.state`` persists across batches and epochs and is saved with the resume state (for
   values fixed at initialisation, like ExpO's weight ``c * L(init) / R(init)``).
+- **Stacking.** An objective that sets :attr:`Objective.stackable` also has
+  :meth:`Objective.stack_step`: the same step for K models of one
+  :class:`~mer_lib.stack.ModelStack` at once (``ctx.model`` is the stack, the batch is
+  ``(K, B, ...)``: member k's own examples), returning ``(K,)`` components. Each member's
+  loss is its own mean (:func:`task_losses`) and the step backpropagates their *sum*, so
+  member k gets exactly the gradient a single run would (the trainer checks this in float64:
+  a K = 3 stack equals three single runs, for every stackable objective of the registry).
+  ``ctx.states`` then holds each member's persistent state. The one trainer
+  (:mod:`mer_lib.trainer`) stacks seeds of a variant only when its objective is stackable.
 
 Objectives register themselves with :func:`register_objective` in the package, so a stored
 model's objective is known in any process that imports :mod:`mer_lib`.
@@ -59,6 +68,8 @@ class StepContext:
         epoch, batch: counted from 1.
         state: the objective's persistent state (tensors, numbers, strings, containers).
         bf16: run forward passes under bf16 autocast (CUDA only).
+        states: in a stacked step (:meth:`Objective.stack_step`), each member's persistent
+            state, in the stack's order (``state`` is then unused); None otherwise.
     """
 
     model: MerNet
@@ -69,6 +80,7 @@ class StepContext:
     batch: int = 1
     state: dict = field(default_factory=dict)
     bf16: bool = False
+    states: list | None = None
 
     def autocast(self, x: torch.Tensor):
         """The autocast context of this step's forward passes."""
@@ -91,6 +103,30 @@ def task_loss(model: MerNet, variant: Variant, x: torch.Tensor, emotions: torch.
     return loss
 
 
+class _Outputs:
+    """Precomputed outputs that look like a model to :func:`task_loss`."""
+
+    def __init__(self, emotions: torch.Tensor, concepts: torch.Tensor | None) -> None:
+        self.outputs = (emotions, concepts)
+
+    def forward_all(self, x: torch.Tensor):
+        return self.outputs
+
+
+def task_losses(stack: torch.nn.Module, variant: Variant, x: torch.Tensor, emotions: torch.Tensor,
+                midlevel: torch.Tensor | None) -> torch.Tensor:
+    """Each member's :func:`task_loss` on its own batch: ``(K,)``, from one stacked forward pass.
+
+    ``stack`` is a :class:`~mer_lib.stack.ModelStack`; ``x`` is ``(K, B, 1, frames, bands)``
+    and ``emotions`` / ``midlevel`` are ``(K, B, ...)``.
+    """
+    e, c = stack.forward_all(x)
+    return torch.stack([
+        task_loss(_Outputs(e[k], None if c is None else c[k]), variant, x[k], emotions[k],
+                  None if midlevel is None else midlevel[k])
+        for k in range(e.shape[0])])
+
+
 class Objective:
     """Base class: subclasses set :attr:`name`, :attr:`components`, :attr:`defaults`, :meth:`step`.
 
@@ -102,6 +138,8 @@ class Objective:
     components: ClassVar[tuple[str, ...]] = ("train_loss",)
     #: Option names and their defaults.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: True when :meth:`stack_step` trains K models of a stack at once.
+    stackable: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = self.check_options(options or {})
@@ -128,6 +166,11 @@ class Objective:
         """One optimiser step on the batch; return the detached components."""
         raise TypeError(f"{type(self).__name__} must define step()")
 
+    def stack_step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
+                   midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """One optimiser step of a stack on ``(K, B, ...)`` batches; ``(K,)`` detached components."""
+        raise TypeError(f"objective {self.name!r} has no stacked step (stackable=False)")
+
     # helpers for subclasses ------------------------------------------------------------
     @staticmethod
     def descend(ctx: StepContext, loss: torch.Tensor) -> torch.Tensor:
@@ -136,6 +179,14 @@ class Objective:
         loss.backward()
         ctx.optimizer.step()
         return loss.detach()
+
+    @staticmethod
+    def descend_stack(ctx: StepContext, losses: torch.Tensor) -> torch.Tensor:
+        """:meth:`descend` for a stack: one backward pass of the members' ``(K,)`` losses' sum."""
+        ctx.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        ctx.optimizer.step()
+        return losses.detach()
 
 
 OBJECTIVES: dict[str, type[Objective]] = {}
@@ -151,6 +202,11 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
         raise ParameterError(f"objective {cls.name!r} must report a 'train_loss' component")
     OBJECTIVES[cls.name] = cls
     return cls
+
+
+def stackable_objectives() -> list[str]:
+    """The names of the registered objectives with a stacked step."""
+    return sorted(name for name, cls in OBJECTIVES.items() if cls.stackable)
 
 
 def get_objective(name: str) -> type[Objective]:

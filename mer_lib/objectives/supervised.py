@@ -1,7 +1,8 @@
 """The plain supervised objective of A2E, A2B2E and A2M2E.
 
 One forward pass, the task loss ``(1 - w) * emotion MSE + w * concept MSE`` (``w`` is the
-variant's ``concept_weight``: 0.5 for A2M2E, 0 otherwise), one optimiser step.
+variant's ``concept_weight``: 0.5 for A2M2E, 0 otherwise), one optimiser step. It stacks:
+:meth:`Supervised.stack_step` is the same step for K models of a stack in one pass.
 
 Example:
     >>> import torch
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, StepContext, register_objective, task_loss
+from .base import Objective, StepContext, register_objective, task_loss, task_losses
 
 
 @register_objective
@@ -27,9 +28,16 @@ class Supervised(Objective):
 
     name = "mse"
     components = ("train_loss",)
+    stackable = True
 
     def step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
              midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
         with ctx.autocast(x):
             loss = task_loss(ctx.model, ctx.variant, x, emotions, midlevel)
         return {"train_loss": self.descend(ctx, loss)}
+
+    def stack_step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
+                   midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        with ctx.autocast(x):
+            losses = task_losses(ctx.model, ctx.variant, x, emotions, midlevel)
+        return {"train_loss": self.descend_stack(ctx, losses)}
