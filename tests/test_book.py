@@ -19,17 +19,55 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+def _stored_files(store: Path) -> dict[str, int]:
+    """Every file of the store (locks aside) with its modification time."""
+    return {str(p.relative_to(store)): p.stat().st_mtime_ns for p in store.rglob("*")
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
 @pytest.fixture(scope="session")
-def built_book(tmp_path_factory):
-    """Run the main command's driver in the smoke profile into a temporary folder."""
+def book_store(tmp_path_factory):
+    """The smoke store after ``python -m mer_lib run --engine ray`` (in-process without Ray)."""
     out = tmp_path_factory.mktemp("book")
     env = {**os.environ, "MER_HOME": str(out / "runs"), "PYTHONUNBUFFERED": "1"}
+    try:
+        import ray  # noqa: F401
+        engine = "ray"
+    except ImportError:
+        engine = "inprocess"
+    proc = subprocess.run([sys.executable, "-m", "mer_lib", "run", "--engine", engine, "--profile", "smoke",
+                           "--device", "cpu"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
+    return {"out": out, "env": env, "engine": engine, "before": _stored_files(out / "runs")}
+
+
+@pytest.fixture(scope="session")
+def built_book(book_store):
+    """Run the main command's driver in the smoke profile into a temporary folder, on the
+    store the runner filled; record what the book added to the store."""
+    out = book_store["out"]
     proc = subprocess.run(
         [sys.executable, "-m", "mer_lib.bookbuild", "--profile", "smoke", "--device", "cpu",
          "--build-dir", str(out / "_build")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        cwd=ROOT, env=book_store["env"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
+    after = _stored_files(out / "runs")
+    book_store["added"] = sorted(f for f in after if book_store["before"].get(f) != after[f])
     return out / "_build"
+
+
+def test_after_the_runner_on_ray_the_book_computes_nothing(book_store, built_book):
+    """``run --engine ray --profile smoke`` then the smoke book: the book only loads (no new
+    or rewritten model, attack table, measurement table or cache file in the store).
+
+    The one exception is ``step_costs/``: the training-step timings of the Explanations and
+    Attributions pages are a measurement of the machine that builds the book (each system's
+    step timed side by side with A2E's), taken by the page that shows them."""
+    if book_store["engine"] != "ray":
+        pytest.skip("Ray is not installed (pip install -e '.[cluster]'); the store was filled in-process")
+    assert len(book_store["before"]) > 100, "the runner stored (almost) nothing"
+    assert [f for f in book_store["added"] if not f.startswith("step_costs/")] == []
+    assert any(f.startswith("step_costs/") for f in book_store["added"])    # the exception is real
 
 
 def _chapters():
