@@ -7,7 +7,7 @@ them all. This module imports nothing, so any layer may use it.
 
 Example:
     >>> FORMAT_VERSION, ENGINE_VERSION, WAVE_ENGINE_VERSION
-    (2, 2, 1)
+    (2, 2, 2)
 """
 from __future__ import annotations
 
@@ -30,5 +30,6 @@ FORMAT_VERSION = 2
 ENGINE_VERSION = 2
 
 #: Waveform attacks (:mod:`mer_lib.attacks.wave_config`): bump whenever their results change
-#: for the same inputs and configuration.
-WAVE_ENGINE_VERSION = 1
+#: for the same inputs and configuration. 2: the peak normalisation's hand-written backward
+#: (:func:`mer_lib.spectral_ops.peak_normalise`) rounds the gradient differently.
+WAVE_ENGINE_VERSION = 2

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mer_lib.errors import ParameterError
-from mer_lib.spectral_ops import FRAME_SIZE, N_BINS, frame_signal, magnitude_spectrum, overlap_add
+from mer_lib.spectral_ops import FRAME_SIZE, N_BINS, frame_signal, magnitude_spectrum, overlap_add, peak_normalise
 
 
 def _autograd_magnitude(frames):
@@ -69,3 +69,40 @@ def test_magnitude_is_bit_identical_to_complex_abs_in_both_precisions():
         expected = torch.fft.rfft(frames * window, dim=-1)[..., :N_BINS].abs()
         assert torch.equal(magnitude_spectrum(frames, window), expected)
         assert torch.equal(magnitude_spectrum(frames.clone().requires_grad_(True), window), expected)
+
+
+def _autograd_peak_normalise(waves, peak_outside, in_clip):
+    inside = waves if in_clip is None else waves * in_clip
+    peak = torch.maximum(inside.abs().amax(dim=1), peak_outside.to(waves.dtype))
+    return waves / peak.unsqueeze(1)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_peak_normalisation_equals_autograd_ties_and_all(masked):
+    """Forward bit for bit; backward to 1e-13 in float64, for a clip whose own peak sets the
+    gain, one whose peak outside the excerpt does, a tie between the two (autograd's
+    ``maximum`` shares the gradient half and half), two equal in-clip peaks of opposite sign,
+    a loud sample outside the clip (ignored) and a silent excerpt."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(6, 50, dtype=torch.float64, generator=gen)
+    in_clip = torch.ones(6, 50, dtype=torch.bool)
+    in_clip[:, 40:] = False
+    w[0, 3], w[0, 7] = 5.0, -5.0                       # two in-clip peaks
+    w[1, 45] = 9.0                                      # outside the clip
+    w[5] = 0.0                                          # silent excerpt
+    q = torch.tensor([0.5, 0.5, 10.0, 0.0, 0.2, 0.3], dtype=torch.float64)
+    q[3] = (w[3] * in_clip[3]).abs().max() if masked else w[3].abs().max()   # a tie with the outside peak
+    mask = in_clip if masked else None
+    weights = torch.randn(6, 50, dtype=torch.float64, generator=gen)
+    a, b = w.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    ours, ref = peak_normalise(a, q, mask), _autograd_peak_normalise(b, q, mask)
+    assert torch.equal(ours, ref)
+    (ga,) = torch.autograd.grad((ours * weights).sum(), a)
+    (gb,) = torch.autograd.grad((ref * weights).sum(), b)
+    assert torch.allclose(ga, gb, rtol=0, atol=1e-13)
+    assert ga[3].abs().max() > 0 and not torch.equal(ga[3], weights[3] / q[3])  # the tie's share is there
+
+
+def test_peak_normalisation_refuses_mismatched_shapes():
+    with pytest.raises(ParameterError, match=r"peak_outside \(B,\)"):
+        peak_normalise(torch.zeros(2, 10), torch.zeros(3))

@@ -128,6 +128,24 @@ def test_chunked_equals_whole_batch(smoke, model):
     assert torch.equal(whole.spec.iterations, single.spec.iterations)
 
 
+def test_the_kept_model_inputs_are_those_of_the_kept_audio(smoke, model):
+    """The engine keeps the model inputs the objective computed; they equal the front end run
+    again on the returned audio, bit for bit, with and without early stopping."""
+    ex = wave_excerpts(smoke, "test", limit=3)
+    y = smoke.emotions[torch.as_tensor(ex.rows)]
+    to_input = WaveformInput(smoke.mean, smoke.std)
+    for early_stop in (True, False):
+        res = wave_attack(model, ex, y, WaveAttackConfig(snr_db=30, max_iterations=4, early_stop=early_stop),
+                          mean=smoke.mean, std=smoke.std)
+        with torch.no_grad():
+            again = [to_input(ex.waves + d, ex.frame_starts, ex.peak_outside, ex.in_clip)
+                     for d in (torch.zeros_like(ex.waves), res.wave_delta, res.final_wave_delta)]
+        assert torch.equal(res.spec.x, again[0])
+        assert torch.equal(res.spec.x_adv, again[1])
+        assert torch.equal(res.spec.x + res.spec.final_delta, again[2]) or \
+            torch.allclose(res.spec.x + res.spec.final_delta, again[2], atol=1e-6)
+
+
 def test_the_engine_context_follows_the_working_batch():
     seen = []
 

@@ -70,6 +70,10 @@ class Evaluation:
 
     Attributes:
         output: the model output the stop rule looks at, detached (or ``None``).
+        inputs: the model input the objective computed from ``x + delta``, detached (or
+            ``None``). An objective that builds the input itself (the waveform attacks' front
+            end) gives it, and the engine keeps it at the kept and final perturbations, so
+            the caller need not compute those inputs again.
 
     ``value()`` (per-example objective, ``(B,)``) and ``gradient()`` (of the summed values
     with respect to ``delta``, ``delta``'s shape) are computed on first call; either may be
@@ -79,8 +83,9 @@ class Evaluation:
 
     def __init__(self, output: torch.Tensor | None = None,
                  value: torch.Tensor | Callable[[], torch.Tensor] | None = None,
-                 gradient: torch.Tensor | Callable[[], torch.Tensor] | None = None) -> None:
-        self.output = output
+                 gradient: torch.Tensor | Callable[[], torch.Tensor] | None = None,
+                 inputs: torch.Tensor | None = None) -> None:
+        self.output, self.inputs = output, inputs
         self._value, self._gradient = value, gradient
 
     @staticmethod
@@ -146,6 +151,8 @@ class EngineResult:
         first_output: output at iteration 0 (``None`` if the objective gives none).
         kept_output: output at ``delta`` (``None`` if unknown: no outputs, or ``evaluate_last=False``).
         final_output: output at ``final_delta`` (``None`` likewise).
+        first_inputs, kept_inputs, final_inputs: the model inputs at the same three points,
+            when the objective gives them (:attr:`Evaluation.inputs`; else ``None``).
         record: the stop rule's per-example bookkeeping (:meth:`~.stopping.StopRule.record`).
     """
 
@@ -156,6 +163,9 @@ class EngineResult:
     first_output: torch.Tensor | None
     kept_output: torch.Tensor | None
     final_output: torch.Tensor | None
+    first_inputs: torch.Tensor | None = None
+    kept_inputs: torch.Tensor | None = None
+    final_inputs: torch.Tensor | None = None
     record: dict = field(default_factory=dict)
 
 
@@ -169,7 +179,8 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
     kept_iteration = torch.zeros(n, dtype=torch.long, device=dev)
     iterations = torch.full((n,), steps, dtype=torch.long, device=dev)
     first = kept_out = final_out = None
-    with_outputs = evaluate_last
+    first_in = kept_in = final_in = None
+    with_outputs = with_inputs = evaluate_last
 
     active = torch.arange(n, device=dev)
     xw, yw, dw, cw = x, y, start, context
@@ -185,6 +196,9 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
                 first = out.clone()
             if with_outputs:
                 kept_out, final_out = out.clone(), torch.zeros_like(out)
+            with_inputs = with_inputs and ev.inputs is not None
+            if with_inputs:
+                first_in, kept_in, final_in = ev.inputs.clone(), ev.inputs.clone(), torch.zeros_like(ev.inputs)
         kept, done = stop.update(ev, yw, t, active)
         if bool(kept.any()):
             rows = active[kept]
@@ -192,6 +206,8 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
             kept_iteration[rows] = t
             if with_outputs:
                 kept_out[rows] = out[kept]
+            if with_inputs:
+                kept_in[rows] = ev.inputs[kept]
         if last:
             done = torch.ones_like(done)
         if bool(done.any()):
@@ -200,6 +216,8 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
             iterations[rows] = t
             if with_outputs:
                 final_out[rows] = out[done]
+            if with_inputs:
+                final_in[rows] = ev.inputs[done]
             if bar is not None:
                 bar.update(int(done.sum()))
             if bool(done.all()):
@@ -225,9 +243,11 @@ def _chunk(model, x, y, start, *, objective, update, projection, stop, steps, ev
     use = stop.use_kept()
     delta = torch.where(per_example(use, final_delta), kept_delta, final_delta)
     kept_output = None if not with_outputs else torch.where(per_example(use, kept_out), kept_out, final_out)
+    kept_inputs = None if not with_inputs else torch.where(per_example(use, kept_in), kept_in, final_in)
     return dict(delta=delta, final_delta=final_delta, iterations=iterations,
                 delta_iteration=torch.where(use, kept_iteration, iterations),
                 first_output=first, kept_output=kept_output, final_output=final_out,
+                first_inputs=first_in, kept_inputs=kept_inputs, final_inputs=None if not with_inputs else final_in,
                 record=stop.record())
 
 

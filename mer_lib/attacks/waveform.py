@@ -46,6 +46,7 @@ import torch
 
 from ..errors import ParameterError
 from ..frontend import LogFiltSpec, frame_signal
+from ..spectral_ops import peak_normalise
 from .engine import AttackResult
 from .generic import Evaluation, example_mse, run_engine
 from .precision import full_float32
@@ -88,9 +89,7 @@ class WaveformInput(torch.nn.Module):
             raise ParameterError(f"waves must be (B, samples) and frame_starts (B, frames), got "
                                  f"{tuple(waves.shape)} and {tuple(frame_starts.shape)}")
         if self.renormalise and peak_outside is not None:
-            inside = waves if in_clip is None else waves * in_clip
-            peak = torch.maximum(inside.abs().amax(dim=1), peak_outside.to(waves.dtype))
-            waves = waves / peak.unsqueeze(1)
+            waves = peak_normalise(waves, peak_outside, in_clip)
         spec = self.front.from_frames(frame_signal(waves, frame_starts))               # (B, T, 149)
         return ((spec - self.mean) / self.std).unsqueeze(1).to(waves.dtype)
 
@@ -151,9 +150,10 @@ class WaveformLoss:
         if pred.shape != y.shape:
             raise ParameterError(f"model output shape {tuple(pred.shape)} does not match y {tuple(y.shape)}")
         if not grad:
-            return Evaluation(output=pred.detach(), value=lambda: self.loss(pred, y).detach())
+            return Evaluation(output=pred.detach(), value=lambda: self.loss(pred, y).detach(),
+                              inputs=inputs.detach())
         per = self.loss(pred, y)
-        return Evaluation(output=pred.detach(), value=per.detach(),
+        return Evaluation(output=pred.detach(), value=per.detach(), inputs=inputs.detach(),
                           gradient=lambda: torch.autograd.grad(per.sum(), dvar)[0])
 
 
@@ -247,11 +247,14 @@ def wave_attack(model: torch.nn.Module, excerpts, y: torch.Tensor, config: WaveA
     wave_delta = objective.audio_delta(res.delta.detach(), context)
     final_wave_delta = objective.audio_delta(res.final_delta.detach(), context)
     peaks, mask = context["peak_outside"], context["in_clip"]
-    with torch.no_grad(), full_float32():
-        clean = to_input(x, context["frame_starts"], peaks, mask)
-        adv = to_input(x + wave_delta, context["frame_starts"], peaks, mask)
-        final = to_input(x + final_wave_delta, context["frame_starts"], peaks, mask)
-        clean_pred = model(clean).detach() if config.random_start else res.first_output
+    # the engine kept the model inputs at the kept and final perturbations (the objective gives
+    # them), so only a random start's clean input is computed again
+    adv, final = res.kept_inputs, res.final_inputs
+    clean, clean_pred = res.first_inputs, res.first_output
+    if config.random_start:
+        with torch.no_grad(), full_float32():
+            clean = to_input(x, context["frame_starts"], peaks, mask)
+            clean_pred = model(clean).detach()
     spec = AttackResult(x=clean, y=y, x_adv=adv, delta=adv - clean, final_delta=final - clean,
                         iterations=res.iterations, delta_iteration=res.delta_iteration,
                         clean_pred=clean_pred, adv_pred=res.kept_output, final_pred=res.final_output,
