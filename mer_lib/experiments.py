@@ -45,15 +45,14 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
-from .errors import DataLayoutError, ParameterError, check_choice, check_int, check_number_list, check_positive
+from .errors import DataLayoutError, ParameterError, check_choice, check_number_list
 from .audio import MIN_SECONDS
 from .profiles import PROFILES, Profile, get_profile
-from .split import SPLITS
 from .attacks.config import MODES
 
 from .parameters import (ALL_VARIANTS, EXPO_VARIANTS, PARAMETER_NAMES, PARAMETERS, RAR_VARIANTS,  # noqa: F401 (re-exported)
-                         VARIANT_FAMILIES, Param, _BY_NAME, _KERNEL_NAMES, _PLAIN, _at_least, _optional,
-                         _positive_number, check_distinct_numbers, check_seeds, check_variants,
+                         VARIANT_FAMILIES, Param, _BY_NAME, _KERNEL_NAMES, _PLAIN, _optional, _positive_number,
+                         check_distinct_numbers, check_seeds, check_variants,
                          parameter_cell, parse_parameters)
 
 
@@ -167,12 +166,14 @@ class Experiment:
         if not isinstance(data, (str, Path)):
             raise ParameterError(f"data must be 'synthetic' or a folder, got {data!r}")
         data = str(data)
-        n_clips = _optional("n_clips", v["n_clips"], _at_least(10))
+        # every parameter with a check of its own, the profile's default filled in (parameters.PARAMETERS)
+        c = {p.name: p.resolve(v[p.name], prof) for p in PARAMETERS if p.check is not None}
+        n_clips = c["n_clips"]
         clip_seconds = _optional("clip_seconds", v["clip_seconds"], _positive_number)
         if clip_seconds is not None and clip_seconds < MIN_SECONDS:
             raise ParameterError(f"clip_seconds must be >= {MIN_SECONDS:g} (the shortest clip the loader accepts), "
                                  f"got {clip_seconds!r}")
-        corpus_seed = check_int("corpus_seed", v["corpus_seed"], minimum=0)
+        corpus_seed = c["corpus_seed"]
         cue = v["spurious_cue"]
         if cue is not None:
             from .datasets import EMOTIONS
@@ -186,31 +187,18 @@ class Experiment:
                                          ("spurious_cue", None)) if v[k] != default]
             if used:
                 raise ParameterError(f"{', '.join(used)} only apply to the synthetic corpus, not to data={data!r}")
-        excerpt_seconds = _optional("excerpt_seconds", v["excerpt_seconds"], _positive_number)
-        excerpt_seed = check_int("excerpt_seed", v["excerpt_seed"], minimum=0)
+        excerpt_seconds, excerpt_seed = c["excerpt_seconds"], c["excerpt_seed"]
         variants = tuple(check_variants(v["variants"]))
         seeds = tuple(check_seeds(list(prof.seeds) if v["seeds"] is None else v["seeds"]))
-
-        def pick(name, check):
-            value = getattr(prof, name) if v[name] is None else v[name]
-            return check(name, value)
-
-        training = dict(epochs=pick("epochs", _at_least(1)), patience=pick("patience", _at_least(1)),
-                        width=pick("width", _positive_number), lr=pick("lr", _positive_number),
-                        batch_size=pick("batch_size", _at_least(1)))
+        training = {name: c[name] for name in ("epochs", "patience", "width", "lr", "batch_size")}
         modes = v["modes"]
         if isinstance(modes, str) or not isinstance(modes, (list, tuple)) or not modes:
             raise ParameterError(f"modes must be a non-empty list of {list(MODES)}, got {modes!r}")
         modes = tuple(dict.fromkeys(check_choice("modes[]", m, MODES) for m in modes))
         epsilons = v["epsilons"] if v["epsilons"] is not None else list(prof.epsilons)
         attack = dict(
-            epsilon=_positive_number("epsilon", v["epsilon"]),
             epsilons=tuple(sorted(float(e) for e in check_number_list("epsilons", epsilons))),
-            step_size=_positive_number("step_size", v["step_size"]),
-            alpha_fraction=_positive_number("alpha_fraction", v["alpha_fraction"]),
-            max_iterations=check_int("max_iterations", prof.attack_iterations if v["max_iterations"] is None
-                                     else v["max_iterations"], minimum=1),
-            split=check_choice("split", v["split"], SPLITS))
+            **{name: c[name] for name in ("epsilon", "step_size", "alpha_fraction", "max_iterations", "split")})
         logs = v["reference_logs"]
         if logs is not None and not (isinstance(logs, (str, Path)) and Path(logs).expanduser().is_dir()):
             raise ParameterError(f"reference_logs must be None or an existing folder, got {logs!r}")
@@ -227,34 +215,13 @@ class Experiment:
         extensions = dict(
             extension_seeds=tuple(extension_seeds),
             expo_variants=expo_variants,
-            expo_c=float(check_positive("expo_c", prof.expo_c if v["expo_c"] is None else v["expo_c"],
-                                        allow_zero=True)),
             c_values=tuple(sorted(check_distinct_numbers("c_values", v["c_values"]))),
-            patch_bands=pick("patch_bands", _at_least(1)), patch_segments=pick("patch_segments", _at_least(1)),
-            sigma_eval=_positive_number("sigma_eval", v["sigma_eval"]),
-            n_neighbours_eval=check_int("n_neighbours_eval", v["n_neighbours_eval"], minimum=1),
-            explain_examples=_optional("explain_examples", prof.explain_examples if v["explain_examples"] is None
-                                       else v["explain_examples"], _at_least(1)))
-        from .attributions.ig import BASELINES
-        from .attributions.metrics import check_fraction
-
-        attributions = dict(
-            ig_steps=pick("ig_steps", _at_least(2)),
-            ig_baseline=check_choice("ig_baseline", v["ig_baseline"], BASELINES),
-            attr_epsilon=_positive_number("attr_epsilon", v["attr_epsilon"]),
-            attr_steps=pick("attr_steps", _at_least(1)),
-            attr_tolerance=float(check_positive("attr_tolerance", v["attr_tolerance"], allow_zero=True)),
-            topk_fraction=check_fraction("topk_fraction", v["topk_fraction"]),
-            attr_examples=_optional("attr_examples", prof.attr_examples if v["attr_examples"] is None
-                                    else v["attr_examples"], _at_least(1)))
-        rar_variants = tuple(check_variants(v["rar_variants"], "rar_variants"))
-        rar = dict(
-            rar_variants=rar_variants,
-            rar_lambda=float(check_positive("rar_lambda", v["rar_lambda"], allow_zero=True)),
-            rar_beta=float(check_positive("rar_beta", v["rar_beta"], allow_zero=True)),
-            rar_epsilon=_positive_number("rar_epsilon", v["rar_epsilon"]),
-            rar_steps=check_int("rar_steps", prof.rar_riemann_steps if v["rar_steps"] is None else v["rar_steps"],
-                                minimum=1))
+            **{name: c[name] for name in ("expo_c", "patch_bands", "patch_segments", "sigma_eval",
+                                          "n_neighbours_eval", "explain_examples")})
+        attributions = {name: c[name] for name in ("ig_steps", "ig_baseline", "attr_epsilon", "attr_steps",
+                                                   "attr_tolerance", "topk_fraction", "attr_examples")}
+        rar = dict(rar_variants=tuple(check_variants(v["rar_variants"], "rar_variants")),
+                   **{name: c[name] for name in ("rar_lambda", "rar_beta", "rar_epsilon", "rar_steps")})
         from .attacks.wave_config import check_snr_db
 
         budgets = list(prof.snr_budgets_db) if v["snr_budgets_db"] is None else v["snr_budgets_db"]
@@ -265,13 +232,8 @@ class Experiment:
             raise ParameterError(f"snr_budgets_db must not repeat a budget, got {v['snr_budgets_db']!r}")
         waveform = dict(
             snr_budgets_db=tuple(sorted(budgets, reverse=True)),
-            wave_epsilon=_positive_number("wave_epsilon", v["wave_epsilon"]),
-            wave_max_iterations=check_int("wave_max_iterations", prof.wave_iterations if v["wave_max_iterations"] is None
-                                          else v["wave_max_iterations"], minimum=1),
-            wave_step_fraction=_positive_number("wave_step_fraction", v["wave_step_fraction"]),
-            wave_examples=_optional("wave_examples", prof.wave_examples if v["wave_examples"] is None
-                                    else v["wave_examples"], _at_least(1)),
-            listen_examples=check_int("listen_examples", v["listen_examples"], minimum=1))
+            **{name: c[name] for name in ("wave_epsilon", "wave_max_iterations", "wave_step_fraction",
+                                          "wave_examples", "listen_examples")})
         exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,
                   clip_seconds=clip_seconds, corpus_seed=corpus_seed, spurious_cue=cue,
                   excerpt_seconds=excerpt_seconds, excerpt_seed=excerpt_seed, variants=variants,

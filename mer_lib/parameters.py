@@ -15,15 +15,18 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .attacks.config import MODES
-from .errors import ParameterError, check_int, check_number_list, check_positive
+from .attributions.ig import BASELINES
+from .attributions.metrics import check_fraction
+from .errors import ParameterError, check_choice, check_int, check_number_list, check_positive
 from .models import VARIANTS, Variant
 from .params import parse_value
 from .profiles import PROFILES
+from .split import SPLITS
 
 ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
 EXPO_VARIANTS = ("expof_a2e", "expos_a2e")
@@ -32,13 +35,60 @@ RAR_VARIANTS = ("ignorm_a2e", "igsumnorm_a2e")
 
 @dataclass(frozen=True)
 class Param:
-    """One chapter parameter: its default, what it must be, and its comment in the block."""
+    """One chapter parameter, declared once: default, check, per-profile default, comment.
+
+    Attributes:
+        name, default: the name and the value in the chapters' parameter block.
+        expected: what it must be, in words (papermill's CLI errors say it).
+        comment: its comment in the block.
+        text: a string value is the value itself (not a literal to parse).
+        profile: the :class:`~mer_lib.profiles.Profile` field a ``None`` value stands for
+            (the per-profile default), or None when the parameter has no per-profile default.
+        check: ``(name, value) -> value``, the validation :class:`~mer_lib.experiments.Experiment`
+            applies after the profile's default is filled in (None: the experiment checks it
+            with the others it depends on, e.g. ``extension_seeds`` against ``seeds``).
+        deferred: the experiment keeps ``None`` (the data layer applies the profile's value).
+    """
 
     name: str
     default: Any
     expected: str
     comment: str
-    text: bool = False   # a string value is the value itself (not a literal to parse)
+    text: bool = False
+    profile: str | None = None
+    check: Callable[[str, Any], Any] | None = None
+    deferred: bool = False
+
+    def resolve(self, value: Any, profile: Any) -> Any:
+        """``value`` checked, the profile's field when it is None (see the attributes)."""
+        if value is None and self.profile is not None and not self.deferred:
+            value = getattr(profile, self.profile)
+        return value if self.check is None else self.check(self.name, value)
+
+
+def _optional(name: str, value: Any, check) -> Any:
+    return None if value is None else check(name, value)
+
+
+def _positive_number(name: str, value: Any) -> float:
+    return float(check_positive(name, value))
+
+
+def _at_least(minimum: int):
+    return lambda name, value: check_int(name, value, minimum=minimum)
+
+
+def _or_none(check):
+    """``check`` that lets None through (a parameter whose None means "all")."""
+    return lambda name, value: _optional(name, value, check)
+
+
+def _non_negative_number(name: str, value: Any) -> float:
+    return float(check_positive(name, value, allow_zero=True))
+
+
+def _one_of(choices):
+    return lambda name, value: check_choice(name, value, choices)
 
 
 #: The parameter block every chapter declares, in order (:func:`parameter_cell` renders it).
@@ -46,54 +96,95 @@ PARAMETERS: tuple[Param, ...] = (
     Param("profile", "quick", "one of " + "/".join(PROFILES), "smoke | quick | paper: the sizes below default to the profile's", True),
     Param("device", "auto", "auto, cpu or cuda", "auto | cpu | cuda (auto: the GPU when there is one)", True),
     Param("data", "synthetic", "'synthetic' or a folder", '"synthetic" or a folder with soundtracks/ and midlevel/ (real data)', True),
-    Param("n_clips", None, "an integer >= 10 or None", "synthetic corpus: number of clips (None: the profile's)"),
-    Param("clip_seconds", None, "a number >= 1 or None", "synthetic corpus: clip length in seconds (None: the profile's)"),
-    Param("corpus_seed", 0, "an integer >= 0", "synthetic corpus: generator seed"),
+    Param("n_clips", None, "an integer >= 10 or None", "synthetic corpus: number of clips (None: the profile's)",
+          profile="n_clips", check=_or_none(_at_least(10)), deferred=True),
+    Param("clip_seconds", None, "a number >= 1 or None", "synthetic corpus: clip length in seconds (None: the profile's)",
+          profile="clip_seconds", deferred=True),
+    Param("corpus_seed", 0, "an integer >= 0", "synthetic corpus: generator seed",
+          check=_at_least(0)),
     Param("spurious_cue", None, "None or an emotion name", "synthetic corpus: None, or an emotion a nuisance sound follows (train/valid)", True),
-    Param("excerpt_seconds", None, "a number > 0 or None", "model input length in seconds (None: the profile's)"),
-    Param("excerpt_seed", 0, "an integer >= 0", "seed of the random excerpt positions"),
+    Param("excerpt_seconds", None, "a number > 0 or None", "model input length in seconds (None: the profile's)",
+          profile="excerpt_seconds", check=_or_none(_positive_number), deferred=True),
+    Param("excerpt_seed", 0, "an integer >= 0", "seed of the random excerpt positions",
+          check=_at_least(0)),
     Param("variants", list(ALL_VARIANTS), "a list of variant names", "the systems to train and attack"),
-    Param("seeds", None, "a list of integers", "training seeds (None: the profile's)"),
-    Param("epochs", None, "an integer >= 1 or None", "training: maximum epochs (None: the profile's)"),
-    Param("patience", None, "an integer >= 1 or None", "training: early-stopping patience (None: the profile's)"),
-    Param("width", None, "a number > 0 or None", "training: channel-width multiplier (None: the profile's)"),
-    Param("lr", None, "a number > 0 or None", "training: Adam learning rate (None: the profile's)"),
-    Param("batch_size", None, "an integer >= 1 or None", "training: batch size (None: the profile's)"),
+    Param("seeds", None, "a list of integers", "training seeds (None: the profile's)",
+          profile="seeds"),
+    Param("epochs", None, "an integer >= 1 or None", "training: maximum epochs (None: the profile's)",
+          profile="epochs", check=_at_least(1)),
+    Param("patience", None, "an integer >= 1 or None", "training: early-stopping patience (None: the profile's)",
+          profile="patience", check=_at_least(1)),
+    Param("width", None, "a number > 0 or None", "training: channel-width multiplier (None: the profile's)",
+          profile="width", check=_positive_number),
+    Param("lr", None, "a number > 0 or None", "training: Adam learning rate (None: the profile's)",
+          profile="lr", check=_positive_number),
+    Param("batch_size", None, "an integer >= 1 or None", "training: batch size (None: the profile's)",
+          profile="batch_size", check=_at_least(1)),
     Param("modes", list(MODES), "a list of 'reference'/'projected'", "attacks at epsilon (Figure 3)"),
-    Param("epsilon", 0.001, "a number > 0", "the paper's epsilon"),
-    Param("epsilons", None, "a list of numbers > 0", "epsilon sweep of the projected attack (None: the profile's)"),
-    Param("step_size", 0.002, "a number > 0", "reference attack: Adam's learning rate"),
-    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step size alpha_fraction x epsilon"),
-    Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)"),
-    Param("split", "test", "train, valid or test", "the clips that are attacked", True),
+    Param("epsilon", 0.001, "a number > 0", "the paper's epsilon",
+          check=_positive_number),
+    Param("epsilons", None, "a list of numbers > 0", "epsilon sweep of the projected attack (None: the profile's)",
+          profile="epsilons"),
+    Param("step_size", 0.002, "a number > 0", "reference attack: Adam's learning rate",
+          check=_positive_number),
+    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step size alpha_fraction x epsilon",
+          check=_positive_number),
+    Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)",
+          profile="attack_iterations", check=_at_least(1)),
+    Param("split", "test", "train, valid or test", "the clips that are attacked", True,
+          check=_one_of(SPLITS)),
     Param("reference_logs", None, "None or a folder", "None: the paper's published logs (shipped), or a folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
-    Param("extension_seeds", None, "a list of integers from seeds, or None", "ExpO and RAR systems: their seeds, some of seeds (None: the profile's; quick: the first 2)"),
+    Param("extension_seeds", None, "a list of integers from seeds, or None", "ExpO and RAR systems: their seeds, some of seeds (None: the profile's; quick: the first 2)",
+          profile="extension_seeds"),
     Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
-    Param("expo_c", None, "a number >= 0 or None", "ExpO: regulariser weight c (None: the profile's)"),
+    Param("expo_c", None, "a number >= 0 or None", "ExpO: regulariser weight c (None: the profile's)",
+          profile="expo_c", check=_non_negative_number),
     Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
-    Param("patch_bands", None, "an integer >= 1 or None", "explanations: frequency bands of the patch grid (None: the profile's)"),
-    Param("patch_segments", None, "an integer >= 1 or None", "explanations: time segments of the patch grid (None: the profile's)"),
-    Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)"),
-    Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)"),
-    Param("explain_examples", None, "an integer >= 1 or None", "explanation metrics: first clips of the split (None: the profile's)"),
-    Param("ig_steps", None, "an integer >= 2 or None", "attributions: Integrated Gradients steps (None: the profile's)"),
-    Param("ig_baseline", "zeros", "zeros or silence", "attributions: IG baseline, zeros (the data's mean) or silence", True),
-    Param("attr_epsilon", 0.03, "a number > 0", "attribution attack: L-inf radius in standardised units"),
-    Param("attr_steps", None, "an integer >= 1 or None", "attribution attack: steps (None: the profile's)"),
-    Param("attr_tolerance", 0.05, "a number >= 0", "attribution attack: largest allowed change of any emotion output"),
-    Param("topk_fraction", 0.05, "a number in (0, 1]", "attribution metrics: top-k as a fraction of the bins"),
-    Param("attr_examples", None, "an integer >= 1 or None", "attribution metrics: first clips of the split (None: the profile's)"),
+    Param("patch_bands", None, "an integer >= 1 or None", "explanations: frequency bands of the patch grid (None: the profile's)",
+          profile="patch_bands", check=_at_least(1)),
+    Param("patch_segments", None, "an integer >= 1 or None", "explanations: time segments of the patch grid (None: the profile's)",
+          profile="patch_segments", check=_at_least(1)),
+    Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)",
+          check=_positive_number),
+    Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)",
+          check=_at_least(1)),
+    Param("explain_examples", None, "an integer >= 1 or None", "explanation metrics: first clips of the split (None: the profile's)",
+          profile="explain_examples", check=_or_none(_at_least(1))),
+    Param("ig_steps", None, "an integer >= 2 or None", "attributions: Integrated Gradients steps (None: the profile's)",
+          profile="ig_steps", check=_at_least(2)),
+    Param("ig_baseline", "zeros", "zeros or silence", "attributions: IG baseline, zeros (the data's mean) or silence", True,
+          check=_one_of(BASELINES)),
+    Param("attr_epsilon", 0.03, "a number > 0", "attribution attack: L-inf radius in standardised units",
+          check=_positive_number),
+    Param("attr_steps", None, "an integer >= 1 or None", "attribution attack: steps (None: the profile's)",
+          profile="attr_steps", check=_at_least(1)),
+    Param("attr_tolerance", 0.05, "a number >= 0", "attribution attack: largest allowed change of any emotion output",
+          check=_non_negative_number),
+    Param("topk_fraction", 0.05, "a number in (0, 1]", "attribution metrics: top-k as a fraction of the bins",
+          check=check_fraction),
+    Param("attr_examples", None, "an integer >= 1 or None", "attribution metrics: first clips of the split (None: the profile's)",
+          profile="attr_examples", check=_or_none(_at_least(1))),
     Param("rar_variants", list(RAR_VARIANTS), "a list of RAR variant names", "RAR systems (ignorm_*, igsumnorm_*; Attributions chapter)"),
-    Param("rar_lambda", 1.0, "a number >= 0", "IG-NORM: weight lambda of the IG L1 norm"),
-    Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm"),
-    Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units"),
-    Param("rar_steps", None, "an integer >= 1 or None", "RAR training: Riemann steps m of the IG (None: the profile's)"),
-    Param("snr_budgets_db", None, "a list of finite numbers (dB)", "waveform attacks: SNR budgets in dB (None: the profile's)"),
-    Param("wave_epsilon", 0.001, "a number > 0", "waveform attack: L-inf bound on a sample (peak 1.0)"),
-    Param("wave_max_iterations", None, "an integer >= 1 or None", "waveform attacks: gradient steps (None: the profile's)"),
-    Param("wave_step_fraction", 0.25, "a number > 0", "waveform attacks: step length as a fraction of the budget"),
-    Param("wave_examples", None, "an integer >= 1 or None", "waveform attacks: first clips of the split (None: the profile's)"),
-    Param("listen_examples", 3, "an integer >= 1", "Listening chapter: clips with audio players"),
+    Param("rar_lambda", 1.0, "a number >= 0", "IG-NORM: weight lambda of the IG L1 norm",
+          check=_non_negative_number),
+    Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm",
+          check=_non_negative_number),
+    Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units",
+          check=_positive_number),
+    Param("rar_steps", None, "an integer >= 1 or None", "RAR training: Riemann steps m of the IG (None: the profile's)",
+          profile="rar_riemann_steps", check=_at_least(1)),
+    Param("snr_budgets_db", None, "a list of finite numbers (dB)", "waveform attacks: SNR budgets in dB (None: the profile's)",
+          profile="snr_budgets_db"),
+    Param("wave_epsilon", 0.001, "a number > 0", "waveform attack: L-inf bound on a sample (peak 1.0)",
+          check=_positive_number),
+    Param("wave_max_iterations", None, "an integer >= 1 or None", "waveform attacks: gradient steps (None: the profile's)",
+          profile="wave_iterations", check=_at_least(1)),
+    Param("wave_step_fraction", 0.25, "a number > 0", "waveform attacks: step length as a fraction of the budget",
+          check=_positive_number),
+    Param("wave_examples", None, "an integer >= 1 or None", "waveform attacks: first clips of the split (None: the profile's)",
+          profile="wave_examples", check=_or_none(_at_least(1))),
+    Param("listen_examples", 3, "an integer >= 1", "Listening chapter: clips with audio players",
+          check=_at_least(1)),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -195,14 +286,3 @@ def check_distinct_numbers(name: str, values) -> list[float]:
         raise ParameterError(f"{name} must be a non-empty list of distinct finite numbers > 0, got {values!r}")
     return numbers
 
-
-def _optional(name: str, value: Any, check) -> Any:
-    return None if value is None else check(name, value)
-
-
-def _positive_number(name: str, value: Any) -> float:
-    return float(check_positive(name, value))
-
-
-def _at_least(minimum: int):
-    return lambda name, value: check_int(name, value, minimum=minimum)

@@ -1,6 +1,7 @@
 """The experiment spec: one parameter block for every chapter, parsed and validated up front."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -9,9 +10,9 @@ import pytest
 
 from mer_lib.attacks import AttackConfig
 from mer_lib.errors import DataLayoutError, ParameterError
-from mer_lib.experiments import PARAMETER_NAMES, Experiment, parameter_cell, parse_parameters
+from mer_lib.experiments import PARAMETER_NAMES, PARAMETERS, Experiment, parameter_cell, parse_parameters
 from mer_lib.params import parse_cli_list, parse_value
-from mer_lib.profiles import get_profile
+from mer_lib.profiles import PROFILES, Profile, get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,28 @@ def test_profile_values_fill_every_none():
     assert exp.seeds == prof.seeds and exp.epochs == prof.epochs and exp.width == prof.width
     assert exp.max_iterations == prof.attack_iterations and exp.epsilons == tuple(sorted(prof.epsilons))
     assert exp.variants == ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_per_profile_default_is_declared_once_in_the_parameter_table(profile):
+    """A parameter whose None means "the profile's" names its Profile field in PARAMETERS, and
+    the experiment then holds exactly that field's value (checked by the parameter's own check)."""
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    prof = get_profile(profile)
+    exp = Experiment.from_parameters(profile=profile)
+    for p in PARAMETERS:
+        if "(None: the profile's" in p.comment:
+            assert p.default is None and p.profile in fields, p.name
+        if p.profile is None or p.deferred:
+            continue
+        assert p.profile in fields, p.name
+        expected = getattr(prof, p.profile)
+        got = getattr(exp, p.name)
+        if p.name == "extension_seeds":
+            expected = exp.seeds[:expected]
+        elif isinstance(got, tuple):
+            expected = tuple(sorted(expected, reverse=p.name == "snr_budgets_db"))
+        assert got == expected, (p.name, got, expected)
 
 
 def test_extension_seeds_are_the_profiles_first_seeds_unless_given():
