@@ -42,12 +42,12 @@ from typing import Callable
 
 import pandas as pd
 
-from .errors import MerError, ParameterError, TrainingError
+from .errors import MerError, ParameterError
 from .experiments import Experiment
 from .paths import mer_home
 from .jobs import (KINDS, MODEL_KINDS, AttackJob, ExtensionJob, JobError, RunReport, TableJob,  # noqa: F401 (re-exported)
                    TrainJob, _one_line, check_kinds, record, report_from_outcomes, skip_reason, stderr_log)
-from . import planning
+from . import planning, runner_stacks
 from .planning import chapter_of, is_wave
 from .extensions import extension_model
 from .products import PRODUCTS, table_folder
@@ -84,6 +84,7 @@ class Runner:
         self.log = log or stderr_log
         self._models: dict[tuple[str, int], object] = {}
         self._stacked_tables: dict[str, object] = {}   # attack job key -> StoredTable of a stacked attack
+        self._extension_models: dict[str, object] = {}  # extension job key -> TrainedModel trained in a stack
 
     # ------------------------------------------------------------------ data and jobs
     @property
@@ -165,32 +166,14 @@ class Runner:
             return self._stack_size
         return self.exp.profile_spec.stack_size if self.device.type == "cuda" else 1
 
-    def stacks(self, jobs: list) -> list[list[TrainJob]]:
-        """The train jobs among ``jobs`` that train together: groups of one variant, ``stack_size`` at most.
-
-        Only variants with a stacked step (:func:`mer_lib.stack_training.can_stack`) are
-        grouped; with ``stack_size`` 1 there are no stacks.
-        """
-        from .stack_training import can_stack
-
-        size = self.stack_size
-        by_variant: dict[str, list[TrainJob]] = {}
-        for job in jobs:
-            if job.kind == "train" and size > 1 and can_stack(self.exp.train_config(job.variant, job.seed)):
-                by_variant.setdefault(job.variant, []).append(job)
-        return [group[i:i + size] for group in by_variant.values() for i in range(0, len(group), size)
-                if len(group[i:i + size]) > 1]
+    def stacks(self, jobs: list) -> list[list]:
+        """The train and extension jobs among ``jobs`` that train together
+        (:func:`mer_lib.runner_stacks.train_groups`; none when ``stack_size`` is 1)."""
+        return runner_stacks.train_groups(self, jobs)
 
     def attack_stacks(self, jobs: list) -> list[list[AttackJob]]:
-        """The attack jobs among ``jobs`` that run together: one configuration on models of one
-        variant, :attr:`attack_stack_size` at most (none when that is 1)."""
-        size = self.attack_stack_size
-        groups: dict[tuple, list[AttackJob]] = {}
-        for job in jobs:      # waveform attacks run one model at a time
-            if job.kind == "attack" and size > 1 and not is_wave(job.config):
-                groups.setdefault((job.config, job.split, job.model.variant), []).append(job)
-        return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)
-                if len(group[i:i + size]) > 1]
+        """The attack jobs among ``jobs`` that run together (:func:`mer_lib.runner_stacks.attack_groups`)."""
+        return runner_stacks.attack_groups(self, jobs)
 
     def plan(self, kinds=KINDS) -> pd.DataFrame:
         """Every job with its status (``stored`` / ``to do``), what it needs and its model stack."""
@@ -257,6 +240,8 @@ class Runner:
 
     def extension(self, job: ExtensionJob):
         """The trained extension model of ``job`` (after its base model; loaded when stored)."""
+        if job.key in self._extension_models:          # trained in a stack by this runner
+            return self._extension_models[job.key]
         return extension_model(self, job.variant, job.seed, **dict(job.options))
 
     def model_of(self, job):
@@ -311,62 +296,10 @@ class Runner:
             report.raise_on_failure()
         return report
 
-    def _train_stacks(self, jobs: list, report: RunReport, failed_models: dict[str, str]) -> None:
-        """Train the stacks among ``jobs`` (see :meth:`stacks`); their models then load from ``_models``."""
-        from .stack_training import StackTrainingError, get_trained_stack
-
-        groups = self.stacks(jobs)
-        for n, group in enumerate(groups, 1):
-            variant, seeds = group[0].variant, [job.seed for job in group]
-            head = f"[stack {n}/{len(groups)}] train {variant} seeds {', '.join(map(str, seeds))}"
-            self.log(f"{head}: training {len(group)} models as one stack ...")
-            loggers = {job.seed: self._epoch_logger(job, self.exp.epochs) for job in group}
-            t0 = time.perf_counter()
-            try:
-                models = get_trained_stack(variant, seeds, self.data, self.exp.profile, self.run_dir,
-                                           device=self.device, progress=False,
-                                           on_epoch_end=lambda c, e, r: loggers[c.seed](e, r),
-                                           **self.exp.train_overrides())
-            except StackTrainingError as exc:
-                models = exc.trained
-                for job, tm in zip(group, models):
-                    if tm is None:
-                        why = _one_line(TrainingError(exc.failed[job.seed]))
-                        report.failed[f"train {job.name}"] = failed_models[job.name] = why
-            except (MerError, RuntimeError, ValueError, OSError) as exc:
-                models = [None] * len(group)
-                for job in group:
-                    report.failed[f"train {job.name}"] = failed_models[job.name] = _one_line(exc)
-            for job, tm in zip(group, models):
-                if tm is not None:
-                    self._models[(job.variant, job.seed)] = tm
-            failed = [failed_models[j.name] for j in group if j.name in failed_models]
-            outcome = f"FAILED: {'; '.join(dict.fromkeys(failed))}" if failed else "done"
-            self.log(f"{head}: {outcome} in {time.perf_counter() - t0:.1f} s")
-
-    def _attack_stack(self, group: list[AttackJob], n: int, total: int) -> None:
-        """Attack ``group`` (one configuration, models of one variant) in one pass; the per-job
-        loop then finds the tables here. A failing stack leaves its jobs to that loop."""
-        from .attacks.results import describe, get_stacked_attacks
-
-        head = (f"[attack stack {n}/{total}] {group[0].model.variant} seeds "
-                f"{', '.join(str(j.model.seed) for j in group)}, {describe(group[0].config)}")
-        self.log(f"{head}: attacking {len(group)} models in one pass ...")
-        t0 = time.perf_counter()
-        try:
-            models = [self.model_of(job.model) for job in group]
-            tables = get_stacked_attacks(models, self.data, group[0].config, split=group[0].split,
-                                         run_dir=self.run_dir, device=self.device)
-        except (MerError, RuntimeError, ValueError, OSError) as exc:
-            self.log(f"{head}: FAILED ({_one_line(exc)}); its models are attacked one by one")
-            return
-        self._stacked_tables.update({job.key: table for job, table in zip(group, tables)})
-        self.log(f"{head}: done in {time.perf_counter() - t0:.1f} s")
-
     def _run_inprocess(self, jobs: list) -> RunReport:
         report = RunReport("inprocess")
         failed_models: dict[str, str] = {}
-        self._train_stacks(jobs, report, failed_models)
+        runner_stacks.train_stacks(self, jobs, report, failed_models)
         attack_groups = self.attack_stacks(jobs)
         group_of = {job.key: (n, group) for n, group in enumerate(attack_groups, 1) for job in group}
         for i, job in enumerate(jobs, 1):
@@ -386,7 +319,7 @@ class Runner:
                     del group_of[j.key]
                 group = [j for j in group if j.model.name not in failed_models]
                 if len(group) > 1:
-                    self._attack_stack(group, n, len(attack_groups))
+                    runner_stacks.attack_stack(self, group, n, len(attack_groups))
             self.log(f"{head}: {planning.DOING[job.kind]} ...")
             t0 = time.perf_counter()
             try:

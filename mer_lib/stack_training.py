@@ -66,12 +66,25 @@ def get_trained_stack(variant: str, seeds: Sequence[int], data: MerTensors, prof
                       on_epoch_end: EpochHook | None = None, **overrides) -> list[T.TrainedModel]:
     """:func:`~mer_lib.training.get_trained` for several seeds: stored ones loaded, the rest trained as one stack.
 
+    The configurations are the profile's with ``overrides``; see :func:`get_trained_configs`.
+    """
+    configs = [T.TrainConfig.from_profile(profile, variant, s, **overrides) for s in seeds]
+    return get_trained_configs(configs, data, run_dir, device=device, progress=progress, on_epoch_end=on_epoch_end)
+
+
+def get_trained_configs(configs: Sequence[T.TrainConfig], data: MerTensors, run_dir: str | Path, *,
+                        device: str | torch.device = "auto", progress: bool = True,
+                        on_epoch_end: EpochHook | None = None) -> list[T.TrainedModel]:
+    """The models of ``configs`` (one variant; they may differ by seed and ``init_from``): stored
+    ones loaded, the rest trained as one stack.
+
     Holds every missing model's ``train.lock`` while training (other processes asking for
     one of them wait and then load it). Configurations that cannot be stacked, and models
     whose resume state (``state.pt``) is at another epoch than the others' (a stack steps its
     members together), are trained one by one with :func:`~mer_lib.training.train`.
     """
-    configs = [T.TrainConfig.from_profile(profile, variant, s, **overrides) for s in seeds]
+    configs = list(configs)
+    variant = configs[0].variant
     dirs = [T.model_dir(run_dir, c, data) for c in configs]
     todo = [i for i, d in enumerate(dirs) if not (d / "model.pt").is_file()]
     for i, d in enumerate(dirs):
@@ -128,5 +141,5 @@ def _resume_epoch(folder: Path, identity: dict) -> int:
     return 0 if state is None else int(state["epoch"])
 
 
-__all__ = ["train_stack", "get_trained_stack", "check_stackable", "can_stack", "StackTrainingError",
+__all__ = ["train_stack", "get_trained_stack", "get_trained_configs", "check_stackable", "can_stack", "StackTrainingError",
            "stackable_objectives"]

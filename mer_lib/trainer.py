@@ -17,7 +17,7 @@ The loop itself is the same in both cases:
   ``stackable = True``, and the trainer itself names no objective. Each member's dropout then
   draws from a generator in the state a single run's global generator would be in.
 - **Per-model early stopping.** After each epoch every member is validated and keeps its own
-  best state and patience. A member that is done is saved at once (``model.pt``) and leaves.
+  best state and patience (``keep="last"``, the fine-tunes' rule: its last epoch's weights). A member that is done is saved at once (``model.pt``) and leaves.
   The stack and its Adam state are then rebuilt from the remaining members, so finished
   models neither compute nor update. A member's ``seconds`` is the epoch's time divided by
   the members.
@@ -83,8 +83,8 @@ class StackTrainingError(TrainingError):
 
 
 def can_stack(config: TrainConfig) -> bool:
-    """True when the configuration's objective has a stacked step and it keeps the best epoch."""
-    return get_objective(config.spec.objective).stackable and config.keep == "best"
+    """True when the configuration's objective has a stacked step."""
+    return get_objective(config.spec.objective).stackable
 
 
 def check_stackable(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
@@ -96,19 +96,17 @@ def check_stackable(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
     for i, c in enumerate(configs):
         if not isinstance(c, TrainConfig):
             raise StackError(f"configs[{i}] is a {type(c).__name__}, not a TrainConfig")
-    first = {k: v for k, v in configs[0].to_dict().items() if k != "seed"}
+    own = ("seed", "init_from")          # each member starts from its own seed's model when fine-tuned
+    first = {k: v for k, v in configs[0].to_dict().items() if k not in own}
     for i, c in enumerate(configs[1:], 1):
-        other = {k: v for k, v in c.to_dict().items() if k != "seed"}
+        other = {k: v for k, v in c.to_dict().items() if k not in own}
         diff = sorted(k for k in first if first[k] != other[k])
         if diff:
             raise StackError(f"configs[{i}] differs from configs[0] in {diff} (a stack's configurations "
-                             f"may differ only by seed)")
+                             f"may differ only by seed and by the model each fine-tunes, init_from)")
     seeds = [c.seed for c in configs]
     if len(set(seeds)) != len(seeds):
         raise StackError(f"the seeds of a stack must differ, got {seeds}")
-    if configs[0].keep != "best":
-        raise StackError(f"a stack keeps each model's best-validation weights; keep={configs[0].keep!r} "
-                         f"is not stackable, train it with train()")
     if not can_stack(configs[0]):
         raise StackError(f"variant {configs[0].variant} trains with the objective "
                          f"{configs[0].spec.objective!r}, which has no stacked step "

@@ -10,6 +10,7 @@ bit-equality is not promised); the early-stopping decisions and every history va
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -185,6 +186,22 @@ def test_every_objective_of_the_registry_stacks_exactly_or_is_refused(objective,
         _assert_same_run(s, t)
 
 
+def test_fine_tunes_of_different_base_models_stack_exactly(data, tmp_path, float64):
+    """ExpO-Stability fine-tuning of each seed's own A2E (init_from differs per member) as one
+    stack equals the single fine-tunes: each member starts from its own base model, keeps its
+    own regulariser weight c * L(init) / R(init) and, as fine-tunes do, its last epoch."""
+    home = tmp_path / "store"
+    bases = [train(c, data, home, progress=False) for c in _configs("a2e", epochs=1)]
+    configs = [TrainConfig("expos_a2e", s, **{**TINY, "epochs": 2}, init_from=f"a2e/{b.key}", keep="last",
+                           objective_options={"c": 2.0, "bands": 2, "segments": 2, "reg_batch": 4})
+               for s, b in zip(SEEDS, bases)]
+    singles = [train(c, data, home, progress=False) for c in configs]
+    stacked = train_stack(configs, data, home, progress=False)     # the same folders, trained again
+    for s, t in zip(singles, stacked):
+        _assert_same_run(s, t)
+    assert len({float(t.history.task_loss[0]) for t in stacked}) == 3      # three different starts
+
+
 def test_adversarial_stack_equals_three_single_runs(data, tmp_path, float64):
     configs = _configs("aa2e", epochs=2, adv_every=2, adv_attack=ADV)
     singles = [train(c, data, tmp_path / "single", progress=False) for c in configs]
@@ -310,6 +327,35 @@ def test_runner_trains_stacks_when_asked_and_plans_them(data, tmp_path):
         single = train(runner.exp.train_config(variant, seed), data, tmp_path / "single", progress=False)
         assert single.key == tm.key
         assert _rel(single.model.to_emotions.weight, tm.model.to_emotions.weight) < 1e-4   # float32
+
+
+def test_runner_stacks_the_extension_models_whose_objective_stacks(data, tmp_path):
+    """ExpO-Stability fine-tunes of two seeds (each from its own A2E) train as one stack in the
+    runner and are stored as the single fine-tunes; ExpO-Fidelity's are trained one by one."""
+    from mer_lib.experiments import Experiment
+    from mer_lib.extensions import extension_config
+    from mer_lib.runner import Runner
+
+    exp = Experiment.from_parameters(profile="smoke", device="cpu", variants=["a2e"], seeds=[6, 21],
+                                     extension_seeds=[6, 21], expo_variants=["expos_a2e", "expof_a2e"],
+                                     rar_variants=["ignorm_a2e"], epochs=1, modes=["projected"], epsilons=[0.01])
+    lines = []
+    runner = Runner(exp, tmp_path, data=data, stack_size=2, log=lines.append, progress=False)
+    jobs = [j for j in runner.missing(("train", "extension"))]
+    groups = runner.stacks(jobs)
+    assert [[(j.kind, j.variant, j.seed) for j in g] for g in groups] == [
+        [("train", "a2e", 6), ("train", "a2e", 21)], [("extension", "expos_a2e", 6), ("extension", "expos_a2e", 21)]]
+    report = runner.run(kinds=("train", "extension"))
+    assert not report.failed and any("[stack 2/2] extension expos_a2e seeds 6, 21" in line for line in lines)
+    assert {"expos_a2e seed 6", "expos_a2e seed 21"} <= set(report.trained)
+    single_store = tmp_path / "single"
+    shutil.copytree(tmp_path / "models" / "a2e", single_store / "models" / "a2e")   # the same base models
+    for seed in (6, 21):       # stored as the single fine-tune of its seed, from its own base model
+        config = extension_config(exp, "expos_a2e", seed, data)
+        stacked = runner.extension(next(j for j in jobs if (j.kind, j.variant, j.seed) == ("extension", "expos_a2e", seed)))
+        single = train(config, data, single_store, progress=False)
+        assert stacked.key == single.key and stacked.config.init_from == config.init_from
+        assert _rel(single.model.to_emotions.weight, stacked.model.to_emotions.weight) < 1e-4   # float32
 
 
 def test_get_trained_stack_trains_a_model_resumed_at_another_epoch_on_its_own(data, tmp_path, float64):

@@ -24,7 +24,7 @@ Example:
     True
     >>> from mer_lib.objectives import stackable_objectives
     >>> stackable_objectives()
-    ['adversarial', 'mse']
+    ['adversarial', 'expo_stability', 'mse']
     >>> SIGMA_REG, regulariser_weight(1.5, loss_init=0.5, reg_init=0.25)
     (0.5, 3.0)
 """

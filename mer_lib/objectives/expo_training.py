@@ -14,7 +14,9 @@ same weight). ``c`` is therefore the regulariser's weight relative to the loss a
   neighbours (bounded memory, one more forward pass).
   Components: ``train_loss`` (the total), ``task_loss``, ``expo_fidelity`` (R).
 - ``"expo_stability"``: R = ``||f(x) - f(x + u)||^2`` with u uniform in a box of half-width
-  ``radius`` per patch. Components: ``train_loss``, ``task_loss``, ``expo_stability``.
+  ``radius`` per patch. Components: ``train_loss``, ``task_loss``, ``expo_stability``. It
+  stacks (:meth:`_ExpoObjective.stack_step`): K seeds train as one model stack, each member
+  with its own weight and noise; ExpO-Fidelity does not stack yet.
 
 Cost: ExpO-Fidelity costs about ``reg_batch * (N + 1) / batch_size`` extra forward and
 backward passes per step (ExpO's regularisation batch of 16 with K = 32 patches is ~130x a
@@ -41,9 +43,9 @@ from ..errors import ParameterError
 from ..explain.local_linear import default_fit_neighbours
 from ..explain.patches import PatchGrid
 from ..models import Variant, register_variant
-from .base import Objective, StepContext, check_finite_option, register_objective, task_loss
+from .base import Objective, StepContext, check_finite_option, register_objective, task_loss, task_losses
 from .expo import (SIGMA_REG, STABILITY_RADIUS, fidelity_regulariser, fidelity_regulariser_backward,
-                   regulariser_weight, stability_regulariser)
+                   regulariser_weight, stability_regulariser, stacked_stability_regulariser)
 
 #: ExpO's regularisation batch (examples regularised per step).
 REG_BATCH = 16
@@ -96,6 +98,32 @@ class _ExpoObjective(Objective):
         task = task.detach()
         return {"train_loss": task + weight * reg, "task_loss": task, self.reg_name: reg}
 
+    def stack_regulariser(self, stack: torch.nn.Module, x: torch.Tensor, generators) -> torch.Tensor:
+        """R of every member of a stack on its regularisation batch ``x`` (K, B, ...): ``(K,)``."""
+        raise TypeError(f"objective {self.name!r} has no stacked regulariser")
+
+    def stack_step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
+                   midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """:meth:`step` for K members at once: each member's weight in its own state, its
+        noise from its own generator (the stack's dropout generator: a single run's global one)."""
+        xr = x[:, : self.options["reg_batch"]]
+        gens = getattr(ctx.model, "generators", None)
+        with ctx.autocast(x):
+            tasks = task_losses(ctx.model, ctx.variant, x, emotions, midlevel)
+        if any("weight" not in state for state in ctx.states):
+            with torch.no_grad():
+                reg_init = self.stack_regulariser(ctx.model, xr, gens)
+            for k, state in enumerate(ctx.states):
+                state["weight"] = regulariser_weight(self.options["c"], tasks[k].detach(), reg_init[k])
+        weights = torch.tensor([float(state["weight"]) for state in ctx.states], dtype=tasks.dtype,
+                               device=tasks.device)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        regs = self.stack_regulariser(ctx.model, xr, gens)
+        (tasks + weights * regs).sum().backward()
+        ctx.optimizer.step()
+        tasks, regs = tasks.detach(), regs.detach()
+        return {"train_loss": tasks + weights * regs, "task_loss": tasks, self.reg_name: regs}
+
 
 @register_objective
 class ExpoFidelity(_ExpoObjective):
@@ -139,6 +167,7 @@ class ExpoStability(_ExpoObjective):
     name = "expo_stability"
     reg_name = "expo_stability"
     components = ("train_loss", "task_loss", "expo_stability")
+    stackable = True
     defaults = {"c": 1.0, "radius": STABILITY_RADIUS, "reg_batch": REG_BATCH, "bands": 4, "segments": 8}
 
     @classmethod
@@ -148,6 +177,9 @@ class ExpoStability(_ExpoObjective):
 
     def regulariser(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return stability_regulariser(model, x, self.options["radius"], grid=self.grid)
+
+    def stack_regulariser(self, stack: torch.nn.Module, x: torch.Tensor, generators) -> torch.Tensor:
+        return stacked_stability_regulariser(stack, x, self.options["radius"], generators, grid=self.grid)
 
 
 for _v in (
