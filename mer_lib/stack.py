@@ -253,6 +253,51 @@ def stack_state(stack: ModelStack) -> dict:
             "state_dict": {k: v.detach().cpu() for k, v in stack.state_dict().items()}}
 
 
+class FlatStack(nn.Module):
+    """A stack seen as one model of ``K * R`` examples: ``(n K R, ...) -> (n K R, ...)``.
+
+    The rows come in ``n >= 1`` blocks of ``K * R``; in each block, rows ``k*R .. (k+1)*R - 1``
+    are member k's. With one block this is member-major order; algorithms that evaluate
+    several points per example as one batch *point-major* (the Riemann steps of Integrated
+    Gradients: step 1 of every example, then step 2, ...) give ``n`` blocks, and each row
+    still reaches its own member. Per-example algorithms written for one model (attacks,
+    attributions) then run on all members at once; what they average over the batch is
+    averaged over ``K * R`` examples (scale a mean-based loss by K to get the members' own
+    means summed).
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> models = [build_model("a2e", width=0.0625).eval() for _ in range(2)]
+        >>> flat = FlatStack(stack_models(models).eval(), rows_per_member=3)
+        >>> x = torch.randn(12, 1, 16, 16)                 # two blocks of 2 x 3 rows
+        >>> bool(torch.allclose(flat(x)[9:], models[1](x[9:]), atol=1e-5))
+        True
+    """
+
+    def __init__(self, stack: "ModelStack", rows_per_member: int) -> None:
+        super().__init__()
+        if isinstance(rows_per_member, bool) or not isinstance(rows_per_member, int) or rows_per_member < 1:
+            raise ParameterError(f"rows_per_member must be an integer >= 1, got {rows_per_member!r}")
+        self.stack, self.rows = stack, rows_per_member
+
+    def forward_all(self, x: torch.Tensor):
+        k, r = self.stack.k, self.rows
+        if x.shape[0] % (k * r):
+            raise ParameterError(f"a flat stack of {k} members x {r} rows needs a multiple of {k * r} rows, "
+                                 f"got {x.shape[0]}")
+        n = x.shape[0] // (k * r)
+        members = x.view(n, k, r, *x.shape[1:]).transpose(0, 1).reshape(k, n * r, *x.shape[1:])
+
+        def back(t):
+            return None if t is None else t.view(k, n, r, *t.shape[2:]).transpose(0, 1).reshape(x.shape[0], *t.shape[2:])
+
+        e, c = self.stack.forward_all(members)
+        return back(e), back(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[0]
+
+
 def check_stack_state(stack: ModelStack, state: dict) -> None:
     """Load a :func:`stack_state` checkpoint into ``stack``; :class:`StackError` if it is of another K or shape."""
     if not isinstance(state, dict) or "stack_size" not in state:
@@ -270,5 +315,5 @@ def check_stack_state(stack: ModelStack, state: dict) -> None:
 # Attacks
 # --------------------------------------------------------------------------------------
 
-__all__ = ["ModelStack", "StackError", "StackedDropout2d", "StackedLinear", "stack_models", "unstack",
+__all__ = ["ModelStack", "FlatStack", "StackError", "StackedDropout2d", "StackedLinear", "stack_models", "unstack",
            "stack_state", "check_stack_state", "check_stack_size"]

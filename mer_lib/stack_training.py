@@ -6,7 +6,7 @@ histories and best epochs, up to float rounding (the CPU float64 test asks for 1
 network pass per batch. Both go through the one epoch loop,
 :func:`mer_lib.trainer.train_replicas` (its docstring says how order, randomness, early
 stopping, failures and files work for a stack). A variant stacks when its objective declares
-a stacked step (``Objective.stackable``; today ``"mse"`` and ``"adversarial"``).
+a stacked step (``Objective.stackable``; every objective of the library has one).
 
 :func:`get_trained_stack` is :func:`~mer_lib.training.get_trained` for several seeds: stored
 models are loaded and the missing ones trained as one stack.

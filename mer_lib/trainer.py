@@ -248,7 +248,7 @@ def _step(objective, net, optimizer, alive: list[_Member], epoch: int, batch: in
     config = alive[0].config
     if isinstance(net, ModelStack):
         ctx = StepContext(net, config.spec, optimizer, config, epoch, batch, {}, bf16,
-                          states=[a.loss_state for a in alive])
+                          states=[a.loss_state for a in alive], configs=[a.config for a in alive])
         return objective.stack_step(ctx, x[idx], y[idx], mb)
     ctx = StepContext(net, config.spec, optimizer, config, epoch, batch, alive[0].loss_state, bf16)
     return {key: value.reshape(1) for key, value in objective.step(ctx, x[idx], y[idx], mb).items()}

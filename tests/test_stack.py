@@ -20,8 +20,8 @@ import torch
 from mer_lib.attacks import AttackConfig, attack
 from mer_lib.data import MerTensors, split_indices
 from mer_lib.errors import MerError, ParameterError
-from mer_lib.models import VARIANTS, build_model
-from mer_lib.objectives import OBJECTIVES, get_objective
+from mer_lib.models import VARIANTS, Variant, build_model, register_variant
+from mer_lib.objectives import OBJECTIVES, Supervised, get_objective, register_objective
 from mer_lib.stack import (ModelStack, StackError, check_stack_size, check_stack_state, stack_models,
                            stack_state, unstack)
 from mer_lib.attacks.stacked import stacked_attack
@@ -31,6 +31,19 @@ from mer_lib.stack_training import StackTrainingError, can_stack, check_stackabl
 from mer_lib.training import TrainConfig, get_trained, load_trained, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@register_objective
+class _Unstackable(Supervised):
+    """The plain objective without a stacked step: what an objective that does not stack gets."""
+
+    name = "test_unstackable"
+    stackable = False
+
+
+if "unstackable_a2e" not in VARIANTS:
+    register_variant(Variant("unstackable_a2e", "direct", objective="test_unstackable", label="U-A2E",
+                             description="test variant whose objective has no stacked step"))
 
 RTOL = 1e-10
 SEEDS = (6, 21, 42)
@@ -138,8 +151,8 @@ def test_bad_stacked_configurations():
         check_stackable([TrainConfig("a2e", 6), TrainConfig("a2e", 6)])
     with pytest.raises(StackError, match=">= 1"):
         check_stackable([])
-    with pytest.raises(StackError, match="expo_fidelity.*no stacked step"):
-        check_stackable([TrainConfig("expof_a2e", 6)])
+    with pytest.raises(StackError, match="test_unstackable.*no stacked step"):
+        check_stackable([TrainConfig("unstackable_a2e", 6), TrainConfig("unstackable_a2e", 7)])
 
 
 # ------------------------------------------------------------------ the equivalence contract
@@ -160,7 +173,13 @@ def test_stack_equals_three_single_runs(variant, data, tmp_path, float64):
 
 
 #: Settings a registered objective needs for a short stack test (the others use their defaults).
-OBJECTIVE_SETTINGS = {"adversarial": dict(epochs=2, adv_every=2, adv_attack=ADV)}
+OBJECTIVE_SETTINGS = {
+    "adversarial": dict(epochs=2, adv_every=2, adv_attack=ADV),
+    # RAR at a small size: chunked double backprop (IG-NORM) and one graph (IG-SUM-NORM)
+    "ig_norm": dict(epochs=2, objective_options={"riemann_steps": 4, "attack_steps": 2, "chunk_size": 2, "reg_batch": 3}),
+    "ig_sum_norm": dict(epochs=2, objective_options={"riemann_steps": 3, "attack_steps": 2, "chunk_size": None,
+                                                     "reg_batch": 3}),
+}
 
 
 def _variant_of(objective: str) -> str:
@@ -180,6 +199,18 @@ def test_every_objective_of_the_registry_stacks_exactly_or_is_refused(objective,
         with pytest.raises(StackError, match=rf"{objective!r}, which has no stacked step"):
             train_stack(configs, data, tmp_path / "stack", progress=False)
         return
+    singles = [train(c, data, tmp_path / "single", progress=False) for c in configs]
+    stacked = train_stack(configs, data, tmp_path / "stack", progress=False)
+    for s, t in zip(singles, stacked):
+        _assert_same_run(s, t)
+
+
+@pytest.mark.parametrize("chunk_size", [1024, 16])
+def test_expo_fidelity_stacks_with_one_graph_or_in_chunks(chunk_size, data, tmp_path, float64):
+    """ExpO-Fidelity's two ways to the gradient (one graph of all neighbours when they fit in
+    one chunk, else the chunked residual trick) give the single runs' models in a stack too."""
+    options = {"c": 1.0, "bands": 2, "segments": 2, "reg_batch": 3, "chunk_size": chunk_size}
+    configs = _configs("expof_a2e", epochs=2, objective_options=options)
     singles = [train(c, data, tmp_path / "single", progress=False) for c in configs]
     stacked = train_stack(configs, data, tmp_path / "stack", progress=False)
     for s, t in zip(singles, stacked):
@@ -330,8 +361,9 @@ def test_runner_trains_stacks_when_asked_and_plans_them(data, tmp_path):
 
 
 def test_runner_stacks_the_extension_models_whose_objective_stacks(data, tmp_path):
-    """ExpO-Stability fine-tunes of two seeds (each from its own A2E) train as one stack in the
-    runner and are stored as the single fine-tunes; ExpO-Fidelity's are trained one by one."""
+    """The ExpO and RAR fine-tunes of two seeds (each from its own A2E) train as stacks in the
+    runner and are stored as the single fine-tunes; a sweep point of one seed (c = 0.1) has no
+    partner and trains on its own."""
     from mer_lib.experiments import Experiment
     from mer_lib.extensions import extension_config
     from mer_lib.runner import Runner
@@ -342,12 +374,12 @@ def test_runner_stacks_the_extension_models_whose_objective_stacks(data, tmp_pat
     lines = []
     runner = Runner(exp, tmp_path, data=data, stack_size=2, log=lines.append, progress=False)
     jobs = [j for j in runner.missing(("train", "extension"))]
-    groups = runner.stacks(jobs)
-    assert [[(j.kind, j.variant, j.seed) for j in g] for g in groups] == [
-        [("train", "a2e", 6), ("train", "a2e", 21)], [("extension", "expos_a2e", 6), ("extension", "expos_a2e", 21)]]
+    groups = sorted([(j.kind, j.variant, j.seed) for j in g] for g in runner.stacks(jobs))
+    assert groups == [[("extension", v, 6), ("extension", v, 21)] for v in ("expof_a2e", "expos_a2e", "ignorm_a2e")] \
+        + [[("train", "a2e", 6), ("train", "a2e", 21)]]
     report = runner.run(kinds=("train", "extension"))
-    assert not report.failed and any("[stack 2/2] extension expos_a2e seeds 6, 21" in line for line in lines)
-    assert {"expos_a2e seed 6", "expos_a2e seed 21"} <= set(report.trained)
+    assert not report.failed and any("extension expos_a2e seeds 6, 21: done" in line for line in lines)
+    assert {"expos_a2e seed 6", "expos_a2e seed 21", "ignorm_a2e seed 21"} <= set(report.trained)
     single_store = tmp_path / "single"
     shutil.copytree(tmp_path / "models" / "a2e", single_store / "models" / "a2e")   # the same base models
     for seed in (6, 21):       # stored as the single fine-tune of its seed, from its own base model

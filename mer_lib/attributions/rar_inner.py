@@ -42,7 +42,7 @@ from torch import nn
 from ..attacks.generic import Evaluation, run_engine
 from ..attacks.steps import LinfBall, SignStep
 from ..attacks.stopping import RunAll
-from ..errors import check_int
+from ..errors import ParameterError, check_int
 from ..models import frozen_normalisation
 from .rar_base import (PerExampleLoss, RarConfig, _check_batch, _check_config, _elements, _mean_path_gradient,
                        _path_gradients, _step_chunks, emotion_mse, ig_l1_norm, loss_integrated_gradients)
@@ -141,7 +141,7 @@ class RarAttackObjective:
 
 
 def rar_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: RarConfig, *,
-               generator: torch.Generator | None = None,
+               generator: torch.Generator | None = None, start: torch.Tensor | None = None,
                loss_fn: PerExampleLoss = emotion_mse) -> torch.Tensor:
     """The inner maximisation: PGD on :func:`rar_attack_objective` over ``x'`` in B_inf(x, eps).
 
@@ -153,14 +153,19 @@ def rar_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: RarCo
     ``config.attack_steps`` steps ``delta <- clamp(delta + alpha * sign(grad), -eps, eps)``,
     :attr:`RarConfig.attack_riemann_steps` Riemann steps inside, all examples together, and
     returns ``x + delta`` after the last step (detached; the last point is not evaluated).
-    Model frozen inside, its modes restored, ``.grad`` untouched.
+    Model frozen inside, its modes restored, ``.grad`` untouched. ``start`` (x's shape) replaces
+    the random start (a model stack draws each member's from its own generator).
     """
     cfg = _check_config(config)
     _check_batch(x, None, y)
-    gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
     x, y = x.detach(), y.detach()
+    if start is None:
+        gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
+        start = uniform_linf_start(x, cfg.epsilon, gen)
+    elif start.shape != x.shape:
+        raise ParameterError(f"start must have x's shape {tuple(x.shape)}, got {tuple(start.shape)}")
     res = run_engine(model, x, y, objective=RarAttackObjective(cfg, loss_fn), update=SignStep(cfg.step_size),
-                     projection=LinfBall(cfg.epsilon), stop=RunAll(), start=uniform_linf_start(x, cfg.epsilon, gen),
+                     projection=LinfBall(cfg.epsilon), stop=RunAll(), start=start,
                      steps=cfg.attack_steps, evaluate_last=False)
     return (x + res.final_delta).detach()
 

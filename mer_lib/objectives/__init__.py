@@ -24,7 +24,7 @@ Example:
     True
     >>> from mer_lib.objectives import stackable_objectives
     >>> stackable_objectives()
-    ['adversarial', 'expo_stability', 'mse']
+    ['adversarial', 'expo_fidelity', 'expo_stability', 'ig_norm', 'ig_sum_norm', 'mse']
     >>> SIGMA_REG, regulariser_weight(1.5, loss_init=0.5, reg_init=0.25)
     (0.5, 3.0)
 """

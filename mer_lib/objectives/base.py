@@ -70,6 +70,7 @@ class StepContext:
         bf16: run forward passes under bf16 autocast (CUDA only).
         states: in a stacked step (:meth:`Objective.stack_step`), each member's persistent
             state, in the stack's order (``state`` is then unused); None otherwise.
+        configs: in a stacked step, each member's training configuration (its seed), in order.
     """
 
     model: MerNet
@@ -81,6 +82,7 @@ class StepContext:
     state: dict = field(default_factory=dict)
     bf16: bool = False
     states: list | None = None
+    configs: list | None = None
 
     def autocast(self, x: torch.Tensor):
         """The autocast context of this step's forward passes."""

@@ -11,9 +11,9 @@
   backpropagates ``r * y`` over chunks of neighbours (one more forward pass per neighbour).
 - **ExpO-Stability** :func:`stability_regulariser`: ``mean over inputs of ||f(x) - f(x + u)||^2``
   (sum over the outputs) with u uniform in the box ``[-radius, radius]``, per patch when a
-  grid is given (the box is in the interpretable space), else per input element;
-  :func:`stacked_stability_regulariser` is the same for every member of a model stack in one
-  pass, each member drawing its noise from its own generator.
+  grid is given (the box is in the interpretable space), else per input element.
+  (:mod:`mer_lib.objectives.expo_stacked` has both regularisers for every member of a model
+  stack at once.)
 - **Weight**: :func:`regulariser_weight` = ``c * L(init) / R(init)``: the loss and the
   regulariser of the freshly initialised model on the same batch, so that c is the weight of
   the regulariser relative to the loss at the start (c = 1: both terms start equal; c = 0:
@@ -153,35 +153,6 @@ def stability_regulariser(model: Callable, x: torch.Tensor, radius: float = STAB
         y = fn(torch.cat([x, x + u]))
     clean, moved = y.split(x.shape[0])
     return (clean - moved).pow(2).sum(dim=1).mean()
-
-
-def stacked_stability_regulariser(stack: torch.nn.Module, x: torch.Tensor, radius: float = STABILITY_RADIUS,
-                                  generators: list | None = None, *, grid: PatchGrid | None = None) -> torch.Tensor:
-    """:func:`stability_regulariser` of every member of a :class:`~mer_lib.stack.ModelStack` at once: ``(K,)``.
-
-    ``x`` is ``(K, B, 1, frames, bins)``, member k's own inputs; member k's noise comes from
-    ``generators[k]`` (None: the global generator), drawn exactly as
-    :func:`stability_regulariser` draws it, so member k's value is a single model's. One
-    stacked forward pass of all ``K x 2B`` inputs under frozen normalisation.
-    """
-    check_positive("radius", radius)
-    k, b = x.shape[:2]
-    frames, bins = _frames_bins(x[0])
-    if grid is not None:
-        grid.check_fits(frames, bins)
-    moved = []
-    for m in range(k):
-        gen = None if generators is None else generators[m]
-        if grid is None:
-            u = uniform_box(tuple(x[m].shape), radius, gen, dtype=x.dtype, device=x.device)
-        else:
-            u = grid.expand(uniform_box((b, grid.n_patches), radius, gen, dtype=x.dtype, device=x.device),
-                            frames, bins)
-        moved.append(torch.cat([x[m], x[m] + u]))
-    with extra_passes(stack, grad=True):
-        y = stack.forward_all(torch.stack(moved))[0]                       # (K, 2B, outputs)
-    clean, shifted = y[:, :b], y[:, b:]
-    return (clean - shifted).pow(2).sum(dim=2).mean(dim=1)
 
 
 def regulariser_weight(c: float, loss_init: float | torch.Tensor, reg_init: float | torch.Tensor) -> float:

@@ -14,9 +14,11 @@ same weight). ``c`` is therefore the regulariser's weight relative to the loss a
   neighbours (bounded memory, one more forward pass).
   Components: ``train_loss`` (the total), ``task_loss``, ``expo_fidelity`` (R).
 - ``"expo_stability"``: R = ``||f(x) - f(x + u)||^2`` with u uniform in a box of half-width
-  ``radius`` per patch. Components: ``train_loss``, ``task_loss``, ``expo_stability``. It
-  stacks (:meth:`_ExpoObjective.stack_step`): K seeds train as one model stack, each member
-  with its own weight and noise; ExpO-Fidelity does not stack yet.
+  ``radius`` per patch. Components: ``train_loss``, ``task_loss``, ``expo_stability``.
+
+Both stack (:meth:`_ExpoObjective.stack_step`, :mod:`mer_lib.objectives.expo_stacked`): K
+seeds train as one model stack, each member with its own weight and its own noise, all
+members' neighbours in the same stacked passes.
 
 Cost: ExpO-Fidelity costs about ``reg_batch * (N + 1) / batch_size`` extra forward and
 backward passes per step (ExpO's regularisation batch of 16 with K = 32 patches is ~130x a
@@ -45,7 +47,9 @@ from ..explain.patches import PatchGrid
 from ..models import Variant, register_variant
 from .base import Objective, StepContext, check_finite_option, register_objective, task_loss, task_losses
 from .expo import (SIGMA_REG, STABILITY_RADIUS, fidelity_regulariser, fidelity_regulariser_backward,
-                   regulariser_weight, stability_regulariser, stacked_stability_regulariser)
+                   regulariser_weight, stability_regulariser)
+from .expo_stacked import (stacked_fidelity_regulariser, stacked_fidelity_regulariser_backward,
+                           stacked_stability_regulariser)
 
 #: ExpO's regularisation batch (examples regularised per step).
 REG_BATCH = 16
@@ -102,6 +106,13 @@ class _ExpoObjective(Objective):
         """R of every member of a stack on its regularisation batch ``x`` (K, B, ...): ``(K,)``."""
         raise TypeError(f"objective {self.name!r} has no stacked regulariser")
 
+    def add_stack_regulariser_gradient(self, stack: torch.nn.Module, x: torch.Tensor, generators,
+                                       weights: torch.Tensor) -> torch.Tensor:
+        """Accumulate ``sum_k weights[k] * dR_k`` into the stack's grads; return ``R`` ``(K,)``, detached."""
+        regs = self.stack_regulariser(stack, x, generators)
+        (weights * regs).sum().backward()
+        return regs.detach()
+
     def stack_step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
                    midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """:meth:`step` for K members at once: each member's weight in its own state, its
@@ -118,10 +129,10 @@ class _ExpoObjective(Objective):
         weights = torch.tensor([float(state["weight"]) for state in ctx.states], dtype=tasks.dtype,
                                device=tasks.device)
         ctx.optimizer.zero_grad(set_to_none=True)
-        regs = self.stack_regulariser(ctx.model, xr, gens)
-        (tasks + weights * regs).sum().backward()
+        tasks.sum().backward()
+        regs = self.add_stack_regulariser_gradient(ctx.model, xr, gens, weights)
         ctx.optimizer.step()
-        tasks, regs = tasks.detach(), regs.detach()
+        tasks = tasks.detach()
         return {"train_loss": tasks + weights * regs, "task_loss": tasks, self.reg_name: regs}
 
 
@@ -132,6 +143,7 @@ class ExpoFidelity(_ExpoObjective):
     name = "expo_fidelity"
     reg_name = "expo_fidelity"
     components = ("train_loss", "task_loss", "expo_fidelity")
+    stackable = True
     defaults = {"c": 1.0, "sigma": SIGMA_REG, "n_neighbours": None, "reg_batch": REG_BATCH,
                 "bands": 4, "segments": 8, "chunk_size": 64}
 
@@ -158,6 +170,21 @@ class ExpoFidelity(_ExpoObjective):
             return super().add_regulariser_gradient(model, x, weight)
         return fidelity_regulariser_backward(model, x, self.grid, weight, o["sigma"], o["n_neighbours"],
                                              chunk_size=o["chunk_size"])
+
+    def stack_regulariser(self, stack: torch.nn.Module, x: torch.Tensor, generators) -> torch.Tensor:
+        o = self.options
+        return stacked_fidelity_regulariser(stack, x, self.grid, o["sigma"], o["n_neighbours"], generators,
+                                            chunk_size=o["chunk_size"])
+
+    def add_stack_regulariser_gradient(self, stack: torch.nn.Module, x: torch.Tensor, generators,
+                                       weights: torch.Tensor) -> torch.Tensor:
+        """As :meth:`add_regulariser_gradient`: one graph when a member's neighbours fit in one chunk."""
+        o = self.options
+        n = default_fit_neighbours(self.grid) if o["n_neighbours"] is None else o["n_neighbours"]
+        if x.shape[1] * n <= o["chunk_size"]:
+            return super().add_stack_regulariser_gradient(stack, x, generators, weights)
+        return stacked_fidelity_regulariser_backward(stack, x, self.grid, weights, o["sigma"], o["n_neighbours"],
+                                                     generators, chunk_size=o["chunk_size"])
 
 
 @register_objective

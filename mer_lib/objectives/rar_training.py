@@ -35,6 +35,10 @@ is not used (double backprop runs in float32).
 Components: ``train_loss`` (= ``rar_task_loss + weight * rar_ig_norm``), ``rar_task_loss``,
 ``rar_ig_norm`` (the mean over ``R`` of the normalised ``|IG(x, x')|_1``).
 
+Both stack (:meth:`_RarObjective.stack_step`): K seeds train as one model stack, the inner
+maximisation and the regulariser of all members in the same passes, each member's random
+start from its own seed.
+
 **Defaults** (``defaults``, :data:`RAR_DEFAULTS`): the field defaults of
 :class:`~mer_lib.attributions.rar.RarConfig`, the one place they are set, plus ``reg_batch``
 None (all of the batch). For this project's standardised spectrograms: ``epsilon`` 0.03, the
@@ -76,9 +80,11 @@ import numpy as np
 import torch
 
 from ..attributions.rar import NORMALISATIONS, WEIGHT_NAMES, RarConfig, ig_norm_backward, rar_attack
+from ..attributions.rar_inner import uniform_linf_start
 from ..errors import ParameterError
 from ..models import Variant, register_variant
-from .base import Objective, StepContext, check_finite_option, register_objective, task_loss
+from ..stack import FlatStack
+from .base import Objective, StepContext, check_finite_option, register_objective, task_loss, task_losses
 
 #: The :class:`RarConfig` fields that are options of both objectives (not ``objective``: the
 #: objective's own name; not ``seed``: each step's random start comes from :func:`batch_generator`).
@@ -98,8 +104,10 @@ def _check_count(objective: str, name: str, value: Any, *, optional: bool = Fals
         raise ParameterError(f"objective {objective!r}: option {name} must be an integer >= 1{extra}, got {value!r}")
 
 
-def batch_generator(ctx: StepContext) -> torch.Generator:
+def batch_generator(ctx: StepContext, seed: int | None = None) -> torch.Generator:
     """The random-start generator of one step, seeded with (training seed, epoch, batch).
+
+    ``seed`` replaces the configuration's (a stack's member's own seed).
 
     Example:
         >>> from types import SimpleNamespace
@@ -108,7 +116,8 @@ def batch_generator(ctx: StepContext) -> torch.Generator:
         >>> bool(torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b)))
         True
     """
-    seed = 0 if ctx.config is None else int(ctx.config.seed)
+    if seed is None:
+        seed = 0 if ctx.config is None else int(ctx.config.seed)
     state = np.random.SeedSequence([seed, int(ctx.epoch), int(ctx.batch)]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
@@ -118,6 +127,7 @@ class _RarObjective(Objective):
 
     components = ("train_loss", "rar_task_loss", "rar_ig_norm")
     defaults = RAR_DEFAULTS
+    stackable = True
 
     @classmethod
     def validate(cls, options: dict[str, Any]) -> None:
@@ -153,6 +163,35 @@ class _RarObjective(Objective):
         ctx.optimizer.step()
         task = task.detach()
         return {"train_loss": task + cfg.weight * ig_norm, "rar_task_loss": task, "rar_ig_norm": ig_norm}
+
+    def stack_step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
+                   midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """:meth:`step` for K members at once (``x`` is ``(K, B, ...)``).
+
+        The inner maximisation and the regulariser run on the stack seen as one model of
+        ``K x R`` examples (:class:`~mer_lib.stack.FlatStack`, which also routes the Riemann
+        steps' point-major batches to their members): both are per example, each
+        member's random start comes from its own seed's generator, and the regulariser's
+        weight is scaled by K so that each member gets the gradient of its own mean.
+        """
+        cfg = self.rar_config
+        k, b = x.shape[:2]
+        r = b if self.options["reg_batch"] is None else min(self.options["reg_batch"], b)
+        xr, yr = x[:, :r].detach(), emotions[:, :r].detach()
+        flat = FlatStack(ctx.model, rows_per_member=r)
+        seeds = [c.seed for c in ctx.configs]
+        start = torch.cat([uniform_linf_start(xr[m], cfg.epsilon, batch_generator(ctx, seeds[m])) for m in range(k)])
+        x_adv = rar_attack(flat, xr.flatten(0, 1), yr.flatten(0, 1), cfg, start=start).view_as(xr)
+        task_input = x if self.name == "ig_norm" else torch.cat([x_adv, x[:, r:]], dim=1)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        tasks = task_losses(ctx.model, ctx.variant, task_input, emotions, midlevel)
+        tasks.sum().backward()
+        per = ig_norm_backward(flat, xr.flatten(0, 1), x_adv.flatten(0, 1), yr.flatten(0, 1),
+                               dataclasses.replace(cfg, weight=cfg.weight * k))
+        ig_norm = per.view(k, r).mean(dim=1)
+        ctx.optimizer.step()
+        tasks = tasks.detach()
+        return {"train_loss": tasks + cfg.weight * ig_norm, "rar_task_loss": tasks, "rar_ig_norm": ig_norm}
 
 
 @register_objective
