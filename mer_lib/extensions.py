@@ -160,10 +160,12 @@ def extension_model(runner, variant: str, seed: int, **options: Any):
 def extension_models(runner, variants=None, seeds=None, **options: Any) -> dict:
     """``{(variant, seed): TrainedModel}`` of extension variants (default: the experiment's
     ``expo_variants`` x ``extension_seeds``; pass ``exp.rar_variants`` for the RAR systems),
-    each as :func:`extension_model` with ``options``."""
+    each as :func:`extension_model` with ``options``. The missing ones of the runner's plan
+    train first, the seeds of a variant as model stacks (:meth:`~mer_lib.runner.Runner.train_extensions`)."""
     exp = runner.exp
     variants = exp.expo_variants if variants is None else variants
     seeds = exp.extension_seeds if seeds is None else seeds
+    runner.train_extensions(variants, seeds, options)
     return {(v, s): extension_model(runner, v, s, **options) for v in variants for s in seeds}
 
 

@@ -244,6 +244,16 @@ class Runner:
             return self._extension_models[job.key]
         return extension_model(self, job.variant, job.seed, **dict(job.options))
 
+    def train_extensions(self, variants, seeds, options: dict) -> None:
+        """Train the missing extension models of ``variants`` x ``seeds`` with ``options`` that
+        the plan holds, a variant's seeds as model stacks (``stack_size`` at a time; none when
+        it is 1). A stack that fails leaves its models to :meth:`extension` (one by one)."""
+        wanted = {(v, s) for v in variants for s in seeds}
+        todo = [j for j in self.missing(("extension",))
+                if (j.variant, j.seed) in wanted and dict(j.options) == dict(options)]
+        if len(todo) > 1:
+            runner_stacks.train_stacks(self, todo, RunReport("inprocess"), {})
+
     def model_of(self, job):
         """The trained model of a train or extension job."""
         return self.extension(job) if job.kind == "extension" else self.train(job)

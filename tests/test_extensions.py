@@ -58,8 +58,11 @@ def test_extension_models_default_to_the_experiments_extension_seeds(monkeypatch
 
     calls = []
     monkeypatch.setattr(extensions, "extension_model", lambda runner, v, s, **o: calls.append((v, s)) or (v, s))
-    runner = SimpleNamespace(exp=Experiment.from_parameters(profile="quick"))
+    stacked = []
+    runner = SimpleNamespace(exp=Experiment.from_parameters(profile="quick"),
+                             train_extensions=lambda v, s, o: stacked.append((tuple(v), tuple(s), o)))
     models = extensions.extension_models(runner)
+    assert stacked == [(("expof_a2e", "expos_a2e"), (6, 21), {})]      # the stacks first
     assert calls == [("expof_a2e", 6), ("expof_a2e", 21), ("expos_a2e", 6), ("expos_a2e", 21)]
     assert list(models) == calls
     calls.clear()

@@ -365,7 +365,7 @@ def test_runner_stacks_the_extension_models_whose_objective_stacks(data, tmp_pat
     runner and are stored as the single fine-tunes; a sweep point of one seed (c = 0.1) has no
     partner and trains on its own."""
     from mer_lib.experiments import Experiment
-    from mer_lib.extensions import extension_config
+    from mer_lib.extensions import extension_config, extension_models
     from mer_lib.runner import Runner
 
     exp = Experiment.from_parameters(profile="smoke", device="cpu", variants=["a2e"], seeds=[6, 21],
@@ -388,6 +388,13 @@ def test_runner_stacks_the_extension_models_whose_objective_stacks(data, tmp_pat
         single = train(config, data, single_store, progress=False)
         assert stacked.key == single.key and stacked.config.init_from == config.init_from
         assert _rel(single.model.to_emotions.weight, stacked.model.to_emotions.weight) < 1e-4   # float32
+    # what a chapter calls: extension_models trains a variant's missing seeds as one stack too
+    lines.clear()
+    fresh = Runner(exp, tmp_path / "fresh", data=data, stack_size=2, log=lines.append, progress=False)
+    models = extension_models(fresh, ["expos_a2e"])
+    assert any("extension expos_a2e seeds 6, 21: done" in line for line in lines)
+    assert all(m.key == runner.extension(j).key for (v, s), m in models.items()
+               for j in jobs if j.kind == "extension" and (j.variant, j.seed, j.options) == (v, s, ()))
 
 
 def test_get_trained_stack_trains_a_model_resumed_at_another_epoch_on_its_own(data, tmp_path, float64):
