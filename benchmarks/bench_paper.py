@@ -13,9 +13,11 @@ What is measured (random spectrograms of the profile's excerpt length, batch and
   as in a real epoch) -> seconds per batch:
   the plain step (``a2b2e``; A2E and A2M2E cost the same backbone), the adversarial epoch
   (``aa2e`` with every epoch adversarial), each ExpO and RAR objective with the profile's
-  options. Plain and adversarial variants train as stacks of the profile's ``stack_size``
-  models, as the runner does (:mod:`mer_lib.stack_training`; per-batch cost of the whole
-  stack); the others one model at a time;
+  options. Every variant trains as stacks, as the runner does (:mod:`mer_lib.stack_training`;
+  per-batch cost of the whole stack): the paper systems' seeds ``stack_size`` at a time, an
+  extension system's seeds ``min(stack_size, extension seeds)`` at a time (the c sweep's
+  single-seed models one by one). The extension systems are also priced one model at a
+  time (``extension systems one model at a time``), the cost before they stacked;
 - the evaluation attack: seconds per (iteration x clip), stacked like the runner's (on CUDA);
 - the explanation (NF/S) and attribution (IG + top-k attack) metrics: seconds per clip and model.
 
@@ -139,9 +141,15 @@ def main(argv: list[str] | None = None) -> dict:
         ext_jobs += [("expof_a2e", exp.extension_seeds[0], {"c": c}) for c in exp.c_values if c != exp.expo_c]
         ext_jobs += [(v, exp.extension_seeds[0], {"c": 0.0}) for v in exp.expo_variants
                     if get_variant(v).objective == "expo_stability"]
+        # the extension systems' seeds train as stacks (Runner.train_extensions): the runner's
+        # stack size, at most the extension seeds; the sweep points (one seed each) one by one
+        k_ext = min(k_stack, len(exp.extension_seeds))
         for variant in dict.fromkeys(v for v, _, _ in ext_jobs):
             config = extension_config(exp, variant, exp.extension_seeds[0], sample)
             cost[variant] = batch_seconds(config, 1, sample, device, work / variant, sample_batches)
+            if k_ext > 1 and can_stack(config):
+                cost[f"{variant}, stack of {k_ext}"] = batch_seconds(config, k_ext, sample, device,
+                                                                   work / f"{variant}-{k_ext}", sample_batches)
 
         n_paper_stacks = {v: math.ceil(len(exp.seeds) / (k_stack if can_stack(exp.train_config(v, exp.seeds[0]))
                                                             else 1)) for v in exp.variants}
@@ -155,11 +163,20 @@ def main(argv: list[str] | None = None) -> dict:
                 per_model = config.epochs * cost["plain"]
             train_s += n_paper_stacks[v] * per_model * batches_per_epoch
         seconds["train paper systems"] = train_s
-        ext_s = 0.0
+        ext_single, ext_s = {}, 0.0
         for v, s, options in ext_jobs:
             epochs = extension_config(exp, v, s, sample, **options).epochs
-            ext_s += epochs * batches_per_epoch * cost[v]
+            ext_single[v] = ext_single.get(v, 0.0) + epochs * batches_per_epoch * cost[v]
+            if options or f"{v}, stack of {k_ext}" not in cost:
+                ext_s += epochs * batches_per_epoch * cost[v]
+        for v in dict.fromkeys(v for v, _, o in ext_jobs if not o):       # the seeds' stacks
+            if f"{v}, stack of {k_ext}" in cost:
+                epochs = extension_config(exp, v, exp.extension_seeds[0], sample).epochs
+                n_stacks = math.ceil(len(exp.extension_seeds) / k_ext)
+                ext_s += n_stacks * epochs * batches_per_epoch * cost[f"{v}, stack of {k_ext}"]
         seconds["train extension systems"] = ext_s
+        detail["extension systems one model at a time (s)"] = ext_single
+        detail["extension systems one model at a time, total (s)"] = sum(ext_single.values())
 
         # ---------------------------------------------------------------- attacks
         torch.manual_seed(0)
@@ -216,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": bs, "split_sizes": sizes, "batches_per_epoch": batches_per_epoch,
         "seeds": len(exp.seeds), "extension_seeds": len(exp.extension_seeds),
         "extension_jobs": [f"{v} seed {s} {o}" for v, s, o in ext_jobs],
+        "extension_stack_size": k_ext, **detail,
         "seconds_per_batch_or_unit": cost, "projected_seconds": seconds, "projected_total_seconds": total,
         "projected_total_minutes": total / 60,
     }
@@ -227,6 +245,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {name:<32} {value * 1000:10.2f} ms")
     for name, value in seconds.items():
         print(f"  projected {name:<28} {value / 60:8.1f} min")
+    print(f"  (extension systems one model at a time: "
+          f"{result['extension systems one model at a time, total (s)'] / 60:.1f} min; stacks of {k_ext}: "
+          f"{seconds['train extension systems'] / 60:.1f} min)")
     print(f"  projected total                      {total / 60:8.1f} min  -> {out}")
     return result
 

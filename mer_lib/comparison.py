@@ -167,7 +167,11 @@ def _fill_means(out: pd.DataFrame, table: pd.DataFrame | None, name: str, column
     out.loc[known, columns] = means.loc[out.model_key[known], columns].to_numpy()
 
 
-def step_costs(models, data, *, reference: str = "a2e", repeats: int = 5,
+#: Timed repeats of each system's training step (:func:`step_costs`; the chapters' cost tables).
+COST_REPEATS = 5
+
+
+def step_costs(models, data, *, reference: str = "a2e", repeats: int = COST_REPEATS,
                run_dir: str | Path | None = None) -> pd.DataFrame:
     """Each system's training step timed now (one model per variant: the first given).
 

@@ -1,4 +1,4 @@
-"""The grid on Ray: one task per job, each attack depending on its model's training task.
+"""The grid on Ray: one task per job or model stack, each job depending on its model's task.
 
 Used by :meth:`mer_lib.runner.Runner.run` with ``engine="ray"`` (``python -m mer_lib run
 --engine ray [--address auto]``). The data are loaded once by the driver and shared through
@@ -11,6 +11,8 @@ each job's outcome and the runner turns the outcomes into its report.
 - Training tasks go first; an extension model's or an attack's task takes the task of the
   model it needs (``job.depends_on``) as an argument, so Ray starts it once that model is
   stored (jobs whose model is stored start at once).
+- A model stack (the runner's :meth:`~mer_lib.runner.Runner.stacks`) is one task: its worker
+  trains the K models together, as the in-process engine does.
 - ``num_gpus=1`` per task when the cluster has GPUs (and the experiment's device is not
   ``cpu``), else ``num_cpus=1``.
 - A task whose worker died is retried (``max_retries``); training resumes from the model's
@@ -45,11 +47,14 @@ def _ray():
 
 
 def _execute_task(worker, data, job, *model_done) -> dict:
-    """Body of every task: run one job in a worker (``model_done`` only orders attacks after training)."""
+    """Body of every task: run one job, or one stack (a tuple of jobs), in a worker
+    (``model_done`` only orders a job after the models it needs)."""
     t0 = time.perf_counter()
     # arrays from Ray's object store are read-only; the split indices are used by torch
     data.split = {name: np.array(idx) for name, idx in data.split.items()}
-    return {"computed": bool(worker(job, data)), "seconds": time.perf_counter() - t0}
+    out = worker(job, data)
+    computed = {j: v for j, v in out.items()} if isinstance(job, tuple) else bool(out)
+    return {"computed": computed, "seconds": time.perf_counter() - t0}
 
 
 def _cause(exc: BaseException) -> str:
@@ -58,10 +63,14 @@ def _cause(exc: BaseException) -> str:
 
 
 def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, address: str | None = None,
-               max_retries: int = MAX_RETRIES) -> dict:
+               max_retries: int = MAX_RETRIES, stacks: list | None = None) -> dict:
     """Run ``jobs`` as Ray tasks, each calling ``worker(job, data)`` (True: it computed, False: it
     found the result stored); see the module docstring. Returns ``{job: True/False}`` for the
     jobs that finished and ``{job: "Type: message"}`` for those that raised.
+
+    ``stacks`` (lists of model jobs among ``jobs``) run as one task each: the worker gets the
+    tuple of jobs and returns ``{job: True/False}``; the task waits for every model its jobs
+    need, and what needs one of its models waits for the whole stack.
 
     Connects to ``address`` (``"auto"``: the running cluster) unless Ray is already
     initialised in this process; without an address a local Ray instance is started on this
@@ -84,31 +93,44 @@ def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, add
             f"({'1 GPU' if gpus else '1 CPU'} each)")
         data_ref, worker_ref = ray.put(data), ray.put(worker)
         by_ref, model_refs = {}, {}
+        stack_of = {job.name: tuple(group) for group in (stacks or []) for job in group}
         # models first, then extension models (after their base), then what needs a model
         for kinds in (("train",), ("extension",), ("attack", "table")):
             for job in [j for j in jobs if j.kind in kinds]:
-                needs = job.depends_on
-                dep = [model_refs[needs.name]] if needs is not None and needs.name in model_refs else []
-                ref = task.remote(worker_ref, data_ref, job, *dep)
-                by_ref[ref] = job
-                if job.kind in ("train", "extension"):
-                    model_refs[job.name] = ref
+                unit = stack_of.get(job.name, job)
+                if isinstance(unit, tuple) and unit[0] is not job:
+                    continue                                  # submitted with its stack's first job
+                members = unit if isinstance(unit, tuple) else (job,)
+                needs = [j.depends_on for j in members if j.depends_on is not None]
+                dep = list(dict.fromkeys(model_refs[n.name] for n in needs if n.name in model_refs))
+                ref = task.remote(worker_ref, data_ref, unit, *dep)
+                by_ref[ref] = unit
+                for j in members:
+                    if j.kind in ("train", "extension"):
+                        model_refs[j.name] = ref
         outcomes: dict = {}
         pending, n_done = list(by_ref), 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                job = by_ref[ref]
-                n_done += 1
-                head = f"[job {n_done}/{len(jobs)}] {job.kind} {job.name}"
+                unit = by_ref[ref]
+                members = unit if isinstance(unit, tuple) else (unit,)
+                n_done += len(members)
+                first = members[0]
+                head = f"[job {n_done}/{len(jobs)}] {first.kind} {first.name}" if len(members) == 1 else \
+                    f"[jobs {n_done - len(members) + 1}-{n_done}/{len(jobs)}] {first.kind} stack of " \
+                    f"{first.variant} seeds {', '.join(str(j.seed) for j in members)}"
                 try:
                     out = ray.get(ref)
                 except Exception as exc:  # a RayTaskError carrying the job's own error
-                    outcomes[job] = _cause(exc)
-                    log(f"{head}: FAILED: {outcomes[job]}")
+                    for j in members:
+                        outcomes[j] = _cause(exc)
+                    log(f"{head}: FAILED: {outcomes[first]}")
                     continue
-                outcomes[job] = out["computed"]
-                log(f"{head}: {'done' if out['computed'] else 'found in the store'} in {out['seconds']:.1f} s")
+                computed = out["computed"] if isinstance(unit, tuple) else {unit: out["computed"]}
+                outcomes.update(computed)
+                what = "done" if any(v is True for v in computed.values()) else "found in the store"
+                log(f"{head}: {what} in {out['seconds']:.1f} s")
         return outcomes
     finally:
         if started:

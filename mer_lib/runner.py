@@ -50,6 +50,7 @@ from .jobs import (KINDS, MODEL_KINDS, AttackJob, ExtensionJob, JobError, RunRep
 from . import planning, runner_stacks
 from .planning import chapter_of, is_wave
 from .extensions import extension_model
+from .comparison import attack_tables
 from .products import PRODUCTS, table_folder
 from .store import is_stored, open_store
 
@@ -296,7 +297,7 @@ class Runner:
             from .ray_engine import run_on_ray
 
             outcomes = run_on_ray(todo, functools.partial(execute_job, self.exp, str(self.run_dir)), self.data,
-                                  device=self.exp.device, log=self.log, address=address)
+                                  device=self.exp.device, log=self.log, address=address, stacks=self.stacks(todo))
             report = report_from_outcomes("ray", outcomes)
         else:
             report = self._run_inprocess(todo)
@@ -357,14 +358,21 @@ class Runner:
         """How many of the models this runner holds were trained by this process."""
         return sum(bool(m.trained_now) for m in self._models.values())
 
-    def attack_table(self, config) -> pd.DataFrame:
-        """The per-example table of every model of the grid under one attack configuration."""
+    def attack_table(self, config, extra_models=()) -> pd.DataFrame:
+        """The per-example table of every model of the grid under one attack configuration,
+        followed by those of ``extra_models`` (e.g. the extension models; stored or computed
+        as :func:`mer_lib.comparison.attack_tables`)."""
         jobs = [self._attack_job(tj, config) for tj in self.train_jobs()]
         missing = [j for j in jobs if not self.is_done(j)]
         if missing:
             report = self._run_inprocess(missing)
             report.raise_on_failure()
-        return pd.concat([self.attack(j).table for j in jobs], ignore_index=True)
+        tables = [self.attack(j).table for j in jobs]
+        extra = list(extra_models)
+        if extra:
+            tables.append(attack_tables(extra, self.data, config, split=self.exp.split, run_dir=self.run_dir,
+                                        device=self.device))
+        return pd.concat(tables, ignore_index=True)
 
     def attack_tables(self) -> dict:
         """``{AttackConfig: table}`` for the experiment's whole attack grid (missing jobs run first)."""
@@ -378,6 +386,15 @@ class Runner:
         return {config: self.attack_table(config) for config in self.wave_grid()}
 
 
-def execute_job(experiment, run_dir: str, job, data) -> bool:
-    """Run one job in a worker process (the Ray engine's worker): True when it computed."""
-    return Runner(experiment, run_dir, data=data, log=stderr_log).execute(job)
+def execute_job(experiment, run_dir: str, job, data):
+    """Run one job in a worker process (the Ray engine's worker): True when it computed.
+
+    A tuple of model jobs is one stack: trained together, then ``{job: True/False, or the
+    failure}`` for each.
+    """
+    runner = Runner(experiment, run_dir, data=data, log=stderr_log)
+    if not isinstance(job, tuple):
+        return runner.execute(job)
+    report = RunReport("ray")
+    runner_stacks.train_stacks(runner, list(job), report, {}, groups=[list(job)])
+    return {j: report.failed.get(f"{j.kind} {j.name}") or runner.execute(j) for j in job}

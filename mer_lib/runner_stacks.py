@@ -69,9 +69,10 @@ def attack_groups(runner, jobs: list) -> list[list[AttackJob]]:
     return _chunks(groups, size)
 
 
-def train_stacks(runner, jobs: list, report, failed_models: dict[str, str]) -> None:
-    """Train the groups of :func:`train_groups` among ``jobs`` (extension groups after their base models)."""
-    groups = train_groups(runner, jobs)
+def train_stacks(runner, jobs: list, report, failed_models: dict[str, str], groups: list | None = None) -> None:
+    """Train the groups of :func:`train_groups` among ``jobs`` (extension groups after their base
+    models), or the given ``groups``."""
+    groups = train_groups(runner, jobs) if groups is None else groups
     for n, group in enumerate(groups, 1):
         kind, variant, seeds = group[0].kind, group[0].variant, [job.seed for job in group]
         head = f"[stack {n}/{len(groups)}] {kind} {variant} seeds {', '.join(map(str, seeds))}"

@@ -11,7 +11,8 @@ batched matrix products (``torch.baddbmm``) with per-model weights. The input is
   their parameters and buffers), :func:`unstack` splits it back into K ordinary MerNets;
   :meth:`ModelStack.member_state_dict` is model k's ``state_dict`` in the single-model format.
   The stack's state-dict keys are the MerNet's: stacked tensor ``t`` holds model k's tensor
-  at ``t.view(K, *shape)[k]`` (``num_batches_tracked`` is shared: all members step together).
+  at ``t.view(K, *shape)[k]`` (``num_batches_tracked``, a step counter, is one for the stack,
+  with each member's own offset: fine-tunes of models that stopped at different epochs stack).
 - Dropout: each member draws its masks from its own generator (``ModelStack.generators``),
   in the same call as ``torch.nn.functional.dropout2d`` does, so member k's masks are those
   a single model would draw from a global generator in the same state (the trainer sets them;
@@ -132,6 +133,7 @@ class ModelStack(nn.Module):
             self.to_concepts = None
         self.to_emotions = StackedLinear(k, template.to_emotions.in_features, template.to_emotions.out_features)
         self._shapes = {name: tuple(t.shape) for name, t in template.state_dict().items()}
+        self._tracked_offsets: dict[str, list[int]] = {}
 
     # ---------------------------------------------------------------- forward
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +171,10 @@ class ModelStack(nn.Module):
         out = {}
         for name, t in self.state_dict().items():
             shape = self._shapes[name]
-            part = t if name.endswith("num_batches_tracked") else t.reshape(self.k, *shape)[k]
+            if name.endswith("num_batches_tracked"):
+                part = t + self._tracked_offsets.get(name, [0] * self.k)[k]
+            else:
+                part = t.reshape(self.k, *shape)[k]
             out[name] = part.detach().to("cpu", copy=True).contiguous()
         return out
 
@@ -178,15 +183,22 @@ class ModelStack(nn.Module):
         if len(states) != self.k:
             raise StackError(f"a stack of {self.k} models needs {self.k} state dicts, got {len(states)}")
         tracked = {name for name in self._shapes if name.endswith("num_batches_tracked")}
+        cumulative = any(isinstance(m, nn.BatchNorm2d) and m.momentum is None for m in self.modules())
+        self._tracked_offsets = {}
         with torch.no_grad():
             own = self.state_dict()
             for name, t in own.items():
                 if name in tracked:
-                    counts = {int(s[name]) for s in states}
-                    if len(counts) != 1:
+                    # a step counter: with a momentum BatchNorm it enters no computation, so members
+                    # may differ (fine-tunes of models that stopped at other epochs); the stack counts
+                    # from the first member's and each member keeps its own offset
+                    counts = [int(s[name]) for s in states]
+                    if len(set(counts)) != 1 and cumulative:
                         raise StackError(f"the models took different numbers of training steps "
-                                         f"({name}: {sorted(counts)}); they cannot share a stack")
+                                         f"({name}: {sorted(set(counts))}) and average their BatchNorm "
+                                         f"statistics cumulatively; they cannot share a stack")
                     t.copy_(states[0][name])
+                    self._tracked_offsets[name] = [c - counts[0] for c in counts]
                 else:
                     t.copy_(torch.stack([s[name].to(t.device, t.dtype) for s in states])
                             .reshape(t.shape))

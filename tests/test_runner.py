@@ -288,3 +288,26 @@ def test_the_grid_on_ray_gives_the_tables_of_the_inprocess_engine(tmp_path, base
     assert report.engine == "ray" and len(report.trained) == 12 and len(report.attacked) == 34   # 5 + 7 extension models
     assert len(report.tables) == 31
     pd.testing.assert_frame_equal(_tables(runner), baseline.tables, check_exact=False, rtol=1e-12, atol=0)
+
+
+def test_a_model_stack_is_one_ray_task(tmp_path, baseline):
+    """With stack_size 2 the two seeds of each variant train in one Ray task, stored as the
+    in-process stacks store them (the same keys, weights equal to float32 rounding)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
+    exp = Experiment.from_parameters(profile="smoke", device="cpu", variants=["a2e", "aa2e"], seeds=[6, 21],
+                                     modes=["projected"], epsilons=[0.01])
+    lines: list[str] = []
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        runner = Runner(exp, tmp_path / "ray", data=baseline.runner.data, stack_size=2, log=lines.append)
+        report = runner.run("ray", kinds=("train",))
+    finally:
+        ray.shutdown()
+    assert sorted(report.trained) == ["a2e seed 21", "a2e seed 6", "aa2e seed 21", "aa2e seed 6"]
+    assert sum("train stack of a2e seeds 6, 21: done" in line for line in lines) == 1
+    local = Runner(exp, tmp_path / "local", data=baseline.runner.data, stack_size=2, **QUIET)
+    local.run(kinds=("train",))
+    for key, tm in runner.models().items():
+        other = local.models()[key]
+        assert tm.key == other.key
+        assert torch.allclose(tm.model.to_emotions.weight, other.model.to_emotions.weight, atol=1e-5)

@@ -179,6 +179,9 @@ class _RarObjective(Objective):
         r = b if self.options["reg_batch"] is None else min(self.options["reg_batch"], b)
         xr, yr = x[:, :r].detach(), emotions[:, :r].detach()
         flat = FlatStack(ctx.model, rows_per_member=r)
+        if ctx.configs is None or len(ctx.configs) != k:
+            raise ParameterError(f"objective {self.name!r}: a stacked step needs the {k} members' configurations "
+                                 f"(StepContext.configs: their seeds give the random starts)")
         seeds = [c.seed for c in ctx.configs]
         start = torch.cat([uniform_linf_start(xr[m], cfg.epsilon, batch_generator(ctx, seeds[m])) for m in range(k)])
         x_adv = rar_attack(flat, xr.flatten(0, 1), yr.flatten(0, 1), cfg, start=start).view_as(xr)
