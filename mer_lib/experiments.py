@@ -166,14 +166,17 @@ class Experiment:
         if not isinstance(data, (str, Path)):
             raise ParameterError(f"data must be 'synthetic' or a folder, got {data!r}")
         data = str(data)
-        # every parameter with a check of its own, the profile's default filled in (parameters.PARAMETERS)
-        c = {p.name: p.resolve(v[p.name], prof) for p in PARAMETERS if p.check is not None}
-        n_clips = c["n_clips"]
+        def c(name: str):
+            # a parameter with a check of its own, the profile's default filled in (parameters.PARAMETERS);
+            # called in the order below, so the first bad parameter is the one reported
+            return _BY_NAME[name].resolve(v[name], prof)
+
+        n_clips = c("n_clips")
         clip_seconds = _optional("clip_seconds", v["clip_seconds"], _positive_number)
         if clip_seconds is not None and clip_seconds < MIN_SECONDS:
             raise ParameterError(f"clip_seconds must be >= {MIN_SECONDS:g} (the shortest clip the loader accepts), "
                                  f"got {clip_seconds!r}")
-        corpus_seed = c["corpus_seed"]
+        corpus_seed = c("corpus_seed")
         cue = v["spurious_cue"]
         if cue is not None:
             from .datasets import EMOTIONS
@@ -187,10 +190,10 @@ class Experiment:
                                          ("spurious_cue", None)) if v[k] != default]
             if used:
                 raise ParameterError(f"{', '.join(used)} only apply to the synthetic corpus, not to data={data!r}")
-        excerpt_seconds, excerpt_seed = c["excerpt_seconds"], c["excerpt_seed"]
+        excerpt_seconds, excerpt_seed = c("excerpt_seconds"), c("excerpt_seed")
         variants = tuple(check_variants(v["variants"]))
         seeds = tuple(check_seeds(list(prof.seeds) if v["seeds"] is None else v["seeds"]))
-        training = {name: c[name] for name in ("epochs", "patience", "width", "lr", "batch_size")}
+        training = {name: c(name) for name in ("epochs", "patience", "width", "lr", "batch_size")}
         modes = v["modes"]
         if isinstance(modes, str) or not isinstance(modes, (list, tuple)) or not modes:
             raise ParameterError(f"modes must be a non-empty list of {list(MODES)}, got {modes!r}")
@@ -198,7 +201,7 @@ class Experiment:
         epsilons = v["epsilons"] if v["epsilons"] is not None else list(prof.epsilons)
         attack = dict(
             epsilons=tuple(sorted(float(e) for e in check_number_list("epsilons", epsilons))),
-            **{name: c[name] for name in ("epsilon", "step_size", "alpha_fraction", "max_iterations", "split")})
+            **{name: c(name) for name in ("epsilon", "step_size", "alpha_fraction", "max_iterations", "split")})
         logs = v["reference_logs"]
         if logs is not None and not (isinstance(logs, (str, Path)) and Path(logs).expanduser().is_dir()):
             raise ParameterError(f"reference_logs must be None or an existing folder, got {logs!r}")
@@ -216,12 +219,12 @@ class Experiment:
             extension_seeds=tuple(extension_seeds),
             expo_variants=expo_variants,
             c_values=tuple(sorted(check_distinct_numbers("c_values", v["c_values"]))),
-            **{name: c[name] for name in ("expo_c", "patch_bands", "patch_segments", "sigma_eval",
+            **{name: c(name) for name in ("expo_c", "patch_bands", "patch_segments", "sigma_eval",
                                           "n_neighbours_eval", "explain_examples")})
-        attributions = {name: c[name] for name in ("ig_steps", "ig_baseline", "attr_epsilon", "attr_steps",
+        attributions = {name: c(name) for name in ("ig_steps", "ig_baseline", "attr_epsilon", "attr_steps",
                                                    "attr_tolerance", "topk_fraction", "attr_examples")}
         rar = dict(rar_variants=tuple(check_variants(v["rar_variants"], "rar_variants")),
-                   **{name: c[name] for name in ("rar_lambda", "rar_beta", "rar_epsilon", "rar_steps")})
+                   **{name: c(name) for name in ("rar_lambda", "rar_beta", "rar_epsilon", "rar_steps")})
         from .attacks.wave_config import check_snr_db
 
         budgets = list(prof.snr_budgets_db) if v["snr_budgets_db"] is None else v["snr_budgets_db"]
@@ -232,7 +235,7 @@ class Experiment:
             raise ParameterError(f"snr_budgets_db must not repeat a budget, got {v['snr_budgets_db']!r}")
         waveform = dict(
             snr_budgets_db=tuple(sorted(budgets, reverse=True)),
-            **{name: c[name] for name in ("wave_epsilon", "wave_max_iterations", "wave_step_fraction",
+            **{name: c(name) for name in ("wave_epsilon", "wave_max_iterations", "wave_step_fraction",
                                           "wave_examples", "listen_examples")})
         exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,
                   clip_seconds=clip_seconds, corpus_seed=corpus_seed, spurious_cue=cue,

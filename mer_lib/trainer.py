@@ -36,8 +36,8 @@ gives the weights, histories and best epochs of three single runs.
 Example:
     >>> from mer_lib.train_config import TrainConfig
     >>> configs = [TrainConfig("a2e", seed, width=0.0625, epochs=2) for seed in (6, 21, 42)]
-    >>> check_stackable(configs)[0].seed, can_stack(TrainConfig("expof_a2e", 6))
-    (6, False)
+    >>> check_stackable(configs)[0].seed, can_stack(TrainConfig("expof_a2e", 6))   # every objective stacks
+    (6, True)
     >>> # models = train_replicas(configs, data, "runs")        # three TrainedModel
 """
 from __future__ import annotations
