@@ -16,8 +16,10 @@ exactly ``K + 1`` forward and ``K`` backward passes per clip:
 
 The ratio waveform / spectrogram is the target (<= 3x; the front end's FFTs are a fixed cost
 per clip, so the ratio is largest for the narrowest model). Measured on 2 CPU cores
-(2026-12-03): 3.63x at width 0.125 (was 4.55x before the front end's hand-written backward
-passes in :mod:`mer_lib.spectral_ops`), 1.24x at width 1. Times are the minimum of
+(2026-12-03): 3.63x at width 0.125 in the morning (was 4.55x before the front end's hand-written
+backward passes in :mod:`mer_lib.spectral_ops`), 3.97-4.19x in the afternoon on a noisier machine,
+where the code before the engine kept the model inputs and before the peak normalisation's own
+backward measured 3.74-3.96x in alternating runs; 1.24x at width 1. Times are the minimum of
 ``--repeats`` interleaved runs. Defaults: the CPU at the ``quick`` size (width 0.125, 126
 frames, 16 clips, 8 iterations) and the paper's width 1.0 as a second row; on CUDA the paper
 size (313 frames). Writes ``benchmarks/results/waveform.json``.

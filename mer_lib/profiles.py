@@ -137,7 +137,7 @@ PROFILES: dict[str, Profile] = {
         # the three seeds of a variant train as one stack: on 2 CPU cores at this size (channels_last)
         # 1.28x faster than three single runs for A2E, 1.25-1.47x for aA2E (adversarial every epoch)
         stack_size=3,
-        # waveform attacks: an attack through the front end costs ~3.6x a spectrogram attack at this
+        # waveform attacks: an attack through the front end costs ~3.6-4.2x a spectrogram attack at this
         # width (the front end's FFTs dominate a width-0.125 model; 1.2x at width 1, see
         # benchmarks/bench_waveform.py); 16 clips, 8 steps and three
         # budgets plus the L-inf attack keep the Listening chapter's attacks near 3 min on 2 cores
