@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from .allocator import keep_large_buffers
 from .errors import MerError, ParameterError
 from .profiles import PROFILES
 
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         build = (root / args.build_dir).resolve()
         staged = build / "source"
         os.environ.setdefault("MER_HOME", str(root / "runs"))
+        keep_large_buffers()    # inherited by the chapters' kernels (see mer_lib.allocator)
         names = chapters(root)
         wanted = args.chapters or names
         unknown = sorted(set(wanted) - set(names))

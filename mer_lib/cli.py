@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .allocator import keep_large_buffers
 from .errors import MerError
 from .jobs import KINDS
 
@@ -273,6 +274,7 @@ def _train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m mer_lib`` and the ``mer-lib`` script; returns the exit status."""
     args = _parser().parse_args(argv)
+    keep_large_buffers()        # this process, and the Ray workers it may start
     try:
         if args.command == "list-variants":
             return _list_variants()

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from mer_lib.errors import ParameterError, check_int
-from mer_lib.spectral_ops import FRAME_SIZE, N_BINS, frame_signal, magnitude_spectrum, overlap_add
+from mer_lib.spectral_ops import (FRAME_SIZE, N_BINS, blocked_matmul, column_blocks, frame_signal,
+                                  magnitude_spectrum, overlap_add)
 
 __all__ = [
     "SAMPLE_RATE", "FPS", "FRAME_SIZE", "HOP", "N_BANDS", "N_BINS",
@@ -212,6 +213,7 @@ class LogFiltSpec(torch.nn.Module):
         self.cpu_chunk = cpu_chunk
         self.register_buffer("window", torch.from_numpy(np.hanning(FRAME_SIZE)).to(dtype))
         self.register_buffer("filterbank", torch.from_numpy(log_filterbank()).to(dtype))
+        self.filter_blocks = column_blocks(self.filterbank)
         # frame start samples, grown on demand (enough for 60 s up front)
         self.register_buffer("starts", torch.from_numpy(frame_starts(n_frames(60 * SAMPLE_RATE))),
                              persistent=False)
@@ -264,7 +266,10 @@ class LogFiltSpec(torch.nn.Module):
 
         The frames are windowed, so a caller that frames a signal itself (e.g. the
         waveform attacks, whose excerpts start at a fractional frame position) gets exactly
-        what :meth:`forward` computes. Works in :attr:`compute_dtype`; the output has it too.
+        what :meth:`forward` computes, up to float rounding: the filterbank product runs on
+        the filterbank's non-zero blocks (:func:`~mer_lib.spectral_ops.blocked_matmul`, about
+        2x faster each way), while :meth:`forward` keeps the dense product, whose bytes the
+        spectrogram cache stores. Works in :attr:`compute_dtype`; the output has it too.
 
         Example:
             >>> fe = LogFiltSpec()
@@ -273,14 +278,17 @@ class LogFiltSpec(torch.nn.Module):
             >>> bool(torch.allclose(fe.from_frames(frames), fe(x)))
             True
         """
-        return self._filtered(frames.to(self.compute_dtype))
+        return self._filtered(frames.to(self.compute_dtype), blocked=True)
 
-    def _filtered(self, frames: torch.Tensor, windowed: bool = False) -> torch.Tensor:
-        """Frames -> log10(1 + |rfft(frames * window)| @ filterbank) (``windowed``: already times the window)."""
+    def _filtered(self, frames: torch.Tensor, windowed: bool = False, blocked: bool = False) -> torch.Tensor:
+        """Frames -> log10(1 + |rfft(frames * window)| @ filterbank) (``windowed``: already times the
+        window; ``blocked``: the product from the filterbank's blocks)."""
         dev, dt = frames.device, self.compute_dtype
         mag = magnitude_spectrum(frames, None if windowed else self.window.to(dev, dt))   # (..., frames, 1024)
+        fb = self.filterbank.to(dev, dt)
+        bands = blocked_matmul(mag, fb, self.filter_blocks) if blocked else mag @ fb
         # log10(1 + x) as madmom writes it (torch.log1p is ~10x slower on the CPU)
-        return torch.log10((mag @ self.filterbank.to(dev, dt)).add_(1.0))
+        return torch.log10(bands.add_(1.0))
 
 
 _DEFAULT: dict[tuple[str, torch.dtype], LogFiltSpec] = {}

@@ -31,5 +31,7 @@ ENGINE_VERSION = 2
 
 #: Waveform attacks (:mod:`mer_lib.attacks.wave_config`): bump whenever their results change
 #: for the same inputs and configuration. 2: the peak normalisation's hand-written backward
-#: (:func:`mer_lib.spectral_ops.peak_normalise`) rounds the gradient differently.
-WAVE_ENGINE_VERSION = 2
+#: (:func:`mer_lib.spectral_ops.peak_normalise`) rounds the gradient differently. 3: the
+#: waveform path's filterbank product runs on the filterbank's blocks and the overlap-add is
+#: a per-row scatter (both round differently).
+WAVE_ENGINE_VERSION = 3

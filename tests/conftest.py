@@ -2,6 +2,12 @@
 import pytest
 import torch
 
+from mer_lib.allocator import keep_large_buffers
+
+# the tests run with the allocator settings of the project's own runs (mer_lib.allocator):
+# this process and the kernels, Ray workers and command-line runs the tests start
+keep_large_buffers()
+
 
 @pytest.fixture(scope="module")
 def one_torch_thread():

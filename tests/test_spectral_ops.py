@@ -106,3 +106,45 @@ def test_peak_normalisation_equals_autograd_ties_and_all(masked):
 def test_peak_normalisation_refuses_mismatched_shapes():
     with pytest.raises(ParameterError, match=r"peak_outside \(B,\)"):
         peak_normalise(torch.zeros(2, 10), torch.zeros(3))
+
+
+def test_overlap_add_in_row_chunks_equals_a_plain_loop(monkeypatch):
+    import mer_lib.spectral_ops as ops
+
+    gen = torch.Generator().manual_seed(7)
+    frames = torch.randn(5, 3, FRAME_SIZE, dtype=torch.float64, generator=gen)
+    starts = torch.tensor([[0, 704, 1408], [3, 700, 1500], [0, 1, 2], [10, 900, 1900], [0, 704, 1408]])
+    expected = torch.zeros(5, 4000, dtype=torch.float64)
+    for b in range(5):
+        for t in range(3):
+            expected[b, starts[b, t]:starts[b, t] + FRAME_SIZE] += frames[b, t]
+    torch.testing.assert_close(overlap_add(frames, starts, 4000), expected, rtol=0, atol=1e-12)
+    monkeypatch.setattr(ops, "_CPU_INDEX_ELEMENTS", 2 * 3 * FRAME_SIZE)        # two rows per chunk
+    torch.testing.assert_close(overlap_add(frames, starts, 4000), expected, rtol=0, atol=1e-12)
+
+
+def test_blocked_product_equals_the_dense_filterbank_product_and_its_gradient():
+    from mer_lib.frontend import log_filterbank
+    from mer_lib.spectral_ops import blocked_matmul, column_blocks
+
+    fb = torch.from_numpy(log_filterbank()).double()
+    blocks = column_blocks(fb)
+    # the blocks tile the bands, and every non-zero weight lies inside its block
+    assert [b[0] for b in blocks] == [0] + [b[1] for b in blocks[:-1]] and blocks[-1][1] == fb.shape[1]
+    covered = torch.zeros_like(fb, dtype=torch.bool)
+    for c0, c1, r0, r1 in blocks:
+        covered[r0:r1, c0:c1] = True
+    assert not (fb[~covered] != 0).any()
+    assert sum((c1 - c0) * (r1 - r0) for c0, c1, r0, r1 in blocks) < fb.numel() / 3   # the point of it
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 7, N_BINS, dtype=torch.float64, generator=gen, requires_grad=True)
+    g = torch.randn(2, 7, fb.shape[1], dtype=torch.float64, generator=gen)
+    ours = blocked_matmul(x, fb, blocks)
+    torch.testing.assert_close(ours, x @ fb, rtol=1e-12, atol=1e-12)
+    (g_ours,) = torch.autograd.grad(ours, x, g)
+    (g_dense,) = torch.autograd.grad(x @ fb, x, g)
+    torch.testing.assert_close(g_ours, g_dense, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ParameterError, match="1023 columns"):
+        blocked_matmul(x[..., :-1], fb, blocks)
+    with pytest.raises(ParameterError, match="non-zero in every column"):
+        column_blocks(torch.zeros(4, 2))

@@ -124,7 +124,11 @@ def test_chunked_equals_whole_batch(smoke, model):
     cfg = WaveAttackConfig(snr_db=30, max_iterations=3)
     whole = wave_attack(model, ex, y, cfg, mean=smoke.mean, std=smoke.std)
     single = wave_attack(model, ex, y, cfg, mean=smoke.mean, std=smoke.std, batch_size=1)
-    assert torch.allclose(whole.wave_delta, single.wave_delta, atol=1e-6)
+    # equal up to float32 rounding, which depends on the batch's shape (the matrix products
+    # pick their kernels by size); the perturbations reach about 0.3
+    torch.testing.assert_close(whole.wave_delta, single.wave_delta, rtol=0, atol=1e-5)
+    again = wave_attack(model, ex, y, cfg, mean=smoke.mean, std=smoke.std)
+    assert torch.equal(whole.wave_delta, again.wave_delta)              # deterministic
     assert torch.equal(whole.spec.iterations, single.spec.iterations)
 
 

@@ -108,9 +108,10 @@ class RelativeL2Ball:
         self.radius = float(radius)
 
     def __call__(self, delta: torch.Tensor) -> torch.Tensor:
-        norm = delta.double().flatten(1).norm(dim=1)
+        norm = torch.linalg.vector_norm(delta.flatten(1), dim=1, dtype=torch.float64)
         shrink = torch.where(norm > self.radius, self.radius * (1 - BALL_MARGIN) / norm, torch.ones_like(norm))
-        return (delta.double() * per_example(shrink, delta)).to(delta.dtype)
+        # the float64 product of the float32 samples, rounded once to float32
+        return (delta * per_example(shrink, delta)).to(delta.dtype)
 
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Uniform points of the ball (float32, CPU)."""
@@ -134,12 +135,22 @@ class WaveformLoss:
     def __init__(self, to_input: WaveformInput, *, relative: bool, loss=example_mse) -> None:
         self.to_input, self.relative, self.loss = to_input, bool(relative), loss
 
+    def sample_scale(self, context: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, L): what turns the engine's ``delta`` into samples: 1 (or the excerpt's norm if
+        relative) inside the clip, 0 outside."""
+        scale = context["in_clip"].to(dtype)
+        if self.relative:
+            scale = scale * context["norms"].to(dtype).unsqueeze(1)
+        return scale
+
+    def prepare(self, context: dict) -> dict:
+        """``context`` plus its ``sample_scale`` (computed once per attack, not once per step)."""
+        return {**context, "sample_scale": self.sample_scale(context)}
+
     def audio_delta(self, delta: torch.Tensor, context: dict) -> torch.Tensor:
         """The perturbation in samples: ``delta`` (times the norm if relative), zero outside the clip."""
-        scale = context["in_clip"].to(delta.dtype)
-        if self.relative:
-            scale = scale * context["norms"].to(delta.dtype).unsqueeze(1)
-        return delta * scale
+        scale = context.get("sample_scale")
+        return delta * (self.sample_scale(context, delta.dtype) if scale is None else scale.to(delta.dtype))
 
     def __call__(self, model, x, delta, y, *, grad, context):
         dvar = delta.detach().requires_grad_(grad)
@@ -231,10 +242,10 @@ def wave_attack(model: torch.nn.Module, excerpts, y: torch.Tensor, config: WaveA
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
     x = excerpts.waves.to(device)
-    context = excerpts.context(device)
     y = y.detach().to(device=device, dtype=x.dtype)
     to_input = WaveformInput(mean, std, renormalise=config.renormalise).to(device)
     objective = WaveformLoss(to_input, relative=config.threat == "snr")
+    context = objective.prepare(excerpts.context(device))
     update, projection = _pieces(config)
     start = torch.zeros_like(x)
     if config.random_start:
