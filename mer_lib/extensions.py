@@ -4,7 +4,8 @@ An extension variant (e.g. ``expof_a2e``, ``ignorm_a2e``) trains with the experi
 like the paper's systems, with its objective's options taken from the experiment (ExpO: the
 profile's regularisation batch, the experiment's patch grid and ``expo_c``; RAR: ``rar_lambda``
 or ``rar_beta``, ``rar_epsilon``, ``rar_steps`` and the profile's attack steps and
-regularisation batch) plus any given here. When the profile has
+regularisation batch; each setting's own declaration says where it goes, see
+:func:`objective_options`) plus any given here. When the profile has
 ``finetune_epochs`` (quick, smoke) it is **fine-tuned** for that many epochs (at the
 profile's ``finetune_lr``, keeping the last epoch's weights: the best-validation rule would
 pick the least-regularised epoch) from the
@@ -16,7 +17,7 @@ Example:
     >>> from mer_lib.experiments import Experiment
     >>> exp = Experiment.from_parameters(profile="smoke")
     >>> base_variant("expof_a2b2e"), expo_options(exp, c=0.5)
-    ('a2b2e', {'reg_batch': 1, 'bands': 2, 'segments': 2, 'c': 0.5})
+    ('a2b2e', {'c': 0.5, 'bands': 2, 'segments': 2, 'reg_batch': 1})
     >>> rar_options(exp, "igsumnorm_a2e")
     {'weight': 1.0, 'epsilon': 0.03, 'riemann_steps': 2, 'attack_steps': 1, 'reg_batch': 1}
 """
@@ -26,6 +27,8 @@ from typing import Any
 
 from .errors import ParameterError
 from .models import get_variant
+from .parameters import PARAMETERS
+from .profiles import PROFILE_OPTIONS
 
 #: The paper's system each head is fine-tuned from.
 BASE_OF_HEAD = {"direct": "a2e", "bottleneck": "a2b2e"}
@@ -40,10 +43,33 @@ def base_variant(variant: str) -> str:
     return BASE_OF_HEAD[get_variant(variant).head]
 
 
+def objective_options(exp, objective: str, **options: Any) -> dict:
+    """The options experiment ``exp`` gives training objective ``objective``, plus ``options``.
+
+    Every setting says where it goes: a chapter parameter in its ``Param(options=...)`` row
+    (:data:`mer_lib.parameters.PARAMETERS`, e.g. ``rar_steps`` -> ``ig_norm.riemann_steps``), a
+    profile-only size in :data:`mer_lib.profiles.PROFILE_OPTIONS` (e.g. ``rar_reg_batch``).
+    An objective no setting goes to gets ``options`` alone.
+
+    Example:
+        >>> from mer_lib.experiments import Experiment
+        >>> objective_options(Experiment.from_parameters(profile="smoke"), "ig_norm", weight=2.0)
+        {'weight': 2.0, 'epsilon': 0.03, 'riemann_steps': 2, 'attack_steps': 1, 'reg_batch': 1}
+    """
+    routed: dict[str, Any] = {}
+    sources = [(p.options, getattr(exp, p.name)) for p in PARAMETERS if p.options]
+    sources += [(targets, getattr(exp.profile_spec, name)) for name, targets in PROFILE_OPTIONS.items()]
+    for targets, value in sources:
+        for target in targets:
+            name, option = target.split(".")
+            if name == objective:
+                routed[option] = value
+    return {**routed, **options}
+
+
 def expo_options(exp, **options: Any) -> dict:
     """ExpO objective options of an experiment (regularisation batch, patch grid, c), plus ``options``."""
-    return {"reg_batch": exp.profile_spec.expo_reg_batch, "bands": exp.patch_bands,
-            "segments": exp.patch_segments, "c": exp.expo_c, **options}
+    return objective_options(exp, "expo_fidelity", **options)
 
 
 def rar_options(exp, variant: str, **options: Any) -> dict:
@@ -56,10 +82,7 @@ def rar_options(exp, variant: str, **options: Any) -> dict:
     objective = get_variant(variant).objective
     if objective not in RAR_OBJECTIVES:
         raise ParameterError(f"{variant} is not a RAR variant (ignorm_*, igsumnorm_*)")
-    profile = exp.profile_spec
-    weight = exp.rar_lambda if objective == "ig_norm" else exp.rar_beta
-    return {"weight": weight, "epsilon": exp.rar_epsilon, "riemann_steps": exp.rar_steps,
-            "attack_steps": profile.rar_attack_steps, "reg_batch": profile.rar_reg_batch, **options}
+    return objective_options(exp, objective, **options)
 
 
 def extension_config(exp, variant: str, seed: int, data, **options: Any):
@@ -74,12 +97,7 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
         raise ParameterError(f"{variant} is one of the paper's systems, not an extension variant")
     profile = exp.profile_spec
     fields = exp.train_config(base_variant(variant), seed).to_dict()
-    if spec.objective in EXPO_OBJECTIVES:
-        opts = expo_options(exp, **options)
-    elif spec.objective in RAR_OBJECTIVES:
-        opts = rar_options(exp, spec.name, **options)
-    else:
-        opts = dict(options)
+    opts = objective_options(exp, spec.objective, **options)
     fields.update(variant=spec.name, objective_options=opts, adv_attack=None)
     if profile.finetune_epochs is not None:
         base = exp.train_config(base_variant(variant), seed)

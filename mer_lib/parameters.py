@@ -48,6 +48,9 @@ class Param:
             applies after the profile's default is filled in (None: the experiment checks it
             with the others it depends on, e.g. ``extension_seeds`` against ``seeds``).
         deferred: the experiment keeps ``None`` (the data layer applies the profile's value).
+        options: where the value goes besides the chapters: the training objectives' options
+            it sets, as ``"objective.option"`` (e.g. ``rar_steps`` -> ``"ig_norm.riemann_steps"``);
+            :func:`mer_lib.extensions.objective_options` reads them from here.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Param:
     profile: str | None = None
     check: Callable[[str, Any], Any] | None = None
     deferred: bool = False
+    options: tuple[str, ...] = ()
 
     def resolve(self, value: Any, profile: Any) -> Any:
         """``value`` checked, the profile's field when it is None (see the attributes)."""
@@ -138,12 +142,15 @@ PARAMETERS: tuple[Param, ...] = (
           profile="extension_seeds"),
     Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
     Param("expo_c", None, "a number >= 0 or None", "ExpO: regulariser weight c (None: the profile's)",
-          profile="expo_c", check=_non_negative_number),
+          profile="expo_c", check=_non_negative_number,
+          options=("expo_fidelity.c", "expo_stability.c")),
     Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
     Param("patch_bands", None, "an integer >= 1 or None", "explanations: frequency bands of the patch grid (None: the profile's)",
-          profile="patch_bands", check=_at_least(1)),
+          profile="patch_bands", check=_at_least(1),
+          options=("expo_fidelity.bands", "expo_stability.bands")),
     Param("patch_segments", None, "an integer >= 1 or None", "explanations: time segments of the patch grid (None: the profile's)",
-          profile="patch_segments", check=_at_least(1)),
+          profile="patch_segments", check=_at_least(1),
+          options=("expo_fidelity.segments", "expo_stability.segments")),
     Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)",
           check=_positive_number),
     Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)",
@@ -166,13 +173,17 @@ PARAMETERS: tuple[Param, ...] = (
           profile="attr_examples", check=_or_none(_at_least(1))),
     Param("rar_variants", list(RAR_VARIANTS), "a list of RAR variant names", "RAR systems (ignorm_*, igsumnorm_*; Attributions chapter)"),
     Param("rar_lambda", 1.0, "a number >= 0", "IG-NORM: weight lambda of the IG L1 norm",
-          check=_non_negative_number),
+          check=_non_negative_number,
+          options=("ig_norm.weight",)),
     Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm",
-          check=_non_negative_number),
+          check=_non_negative_number,
+          options=("ig_sum_norm.weight",)),
     Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units",
-          check=_positive_number),
+          check=_positive_number,
+          options=("ig_norm.epsilon", "ig_sum_norm.epsilon")),
     Param("rar_steps", None, "an integer >= 1 or None", "RAR training: Riemann steps m of the IG (None: the profile's)",
-          profile="rar_riemann_steps", check=_at_least(1)),
+          profile="rar_riemann_steps", check=_at_least(1),
+          options=("ig_norm.riemann_steps", "ig_sum_norm.riemann_steps")),
     Param("snr_budgets_db", None, "a list of finite numbers (dB)", "waveform attacks: SNR budgets in dB (None: the profile's)",
           profile="snr_budgets_db"),
     Param("wave_epsilon", 0.001, "a number > 0", "waveform attack: L-inf bound on a sample (peak 1.0)",

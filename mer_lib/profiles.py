@@ -86,6 +86,14 @@ class Profile:
         return dataclasses.asdict(self)
 
 
+#: Profile fields that are training objectives' options and have no chapter parameter, with
+#: where they go (``"objective.option"``, as :attr:`mer_lib.parameters.Param.options`).
+PROFILE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "expo_reg_batch": ("expo_fidelity.reg_batch", "expo_stability.reg_batch"),
+    "rar_attack_steps": ("ig_norm.attack_steps", "ig_sum_norm.attack_steps"),
+    "rar_reg_batch": ("ig_norm.reg_batch", "ig_sum_norm.reg_batch"),
+}
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", n_clips=40, clip_seconds=3.0, n_extra_midlevel=0, excerpt_seconds=2.0,
