@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from .models import Variant, get_variant
 from .objectives import resolve_options
 from .objectives.adversarial_batch import ADV_INPUTS, default_adv_attack
 from .profiles import Profile, get_profile
+from .store import identity_key
 from .versions import ENGINE_VERSION, FORMAT_VERSION
 
 #: Which weights training keeps (:attr:`TrainConfig.keep`).
@@ -227,9 +227,9 @@ def run_identity(config: TrainConfig, data: MerTensors) -> dict:
 
 
 def run_key(identity: dict) -> str:
-    """Short sha256 (16 hex digits) of an identity dict."""
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Short sha256 (16 hex digits) of an identity dict: the store's one key function
+    (:func:`mer_lib.store.identity_key`), so models and tables are keyed alike."""
+    return identity_key(identity)
 
 
 def model_dir(run_dir: str | Path, config: TrainConfig, data: MerTensors) -> Path:

@@ -7,7 +7,7 @@ them all. This module imports nothing, so any layer may use it.
 
 Example:
     >>> FORMAT_VERSION, ENGINE_VERSION, WAVE_ENGINE_VERSION
-    (2, 2, 2)
+    (2, 2, 3)
 """
 from __future__ import annotations
 
