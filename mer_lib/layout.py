@@ -156,9 +156,38 @@ def spread(mean: float, std: float, digits: int = 3) -> str:
     return f"{number(mean, digits)} ± {number(std, 2)}"
 
 
-def lookup(frame: pd.DataFrame, row, column: str) -> float:
-    """``frame.loc[row, column]`` as a float, NaN where the row is missing (a system not in this run)."""
-    return float(frame.loc[row, column]) if row in frame.index else float("nan")
+def lookup(frame: pd.DataFrame | pd.Series, row, column: str | None = None) -> float:
+    """``frame.loc[row, column]`` (a Series: ``frame[row]``) as a float, NaN where the row is
+    missing (a system not in this run).
+
+    >>> t = pd.DataFrame({"mae": [0.1]}, index=["a2e"])
+    >>> lookup(t, "a2e", "mae"), lookup(t, "a2m2e", "mae"), lookup(t["mae"], "a2e")
+    (0.1, nan, 0.1)
+    """
+    if row not in frame.index:
+        return float("nan")
+    return float(frame.loc[row] if column is None else frame.loc[row, column])
+
+
+def spread_at(frame: pd.DataFrame, row, column: str, digits: int = 3) -> str:
+    """:func:`spread` of the ``<column>_mean`` and ``<column>_std`` columns at ``row``; ``"–"`` where
+    the row is missing.
+
+    >>> spread_at(pd.DataFrame({"mae_mean": [0.1012], "mae_std": [0.004]}, index=["a2e"]), "a2e", "mae")
+    '0.101 ± 0.004'
+    """
+    return spread(lookup(frame, row, f"{column}_mean"), lookup(frame, row, f"{column}_std"), digits)
+
+
+def interval_text(low: float, high: float, digits: int = 2) -> str:
+    """An interval for a table cell, ``"[low, high]"``; ``"–"`` where an end is missing.
+
+    >>> interval_text(-0.0123, 0.5), interval_text(float("nan"), 1.0)
+    ('[-0.012, 0.5]', '–')
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "–"
+    return f"[{number(low, digits)}, {number(high, digits)}]"
 
 
 def ratio(a: float, b: float) -> float:
