@@ -3,6 +3,7 @@
 #   make test   run the test suite (creates the environment on first use)
 # Variables: PROFILE=smoke|quick|paper  DEVICE=auto|cpu|cuda  DATA=synthetic|/path/to/datasets
 #            ENGINE=inprocess|ray (make run)  ADDRESS=auto (make run ENGINE=ray on a Ray cluster)
+#            TEST_WORKERS=2 (make test: processes running the tests; 0 = one, no xdist)
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -13,6 +14,7 @@ DEVICE  ?= auto
 DATA    ?= synthetic
 ENGINE  ?= inprocess
 ADDRESS ?=
+TEST_WORKERS ?= 2
 EXPERIMENT = --profile $(PROFILE) --device $(DEVICE) --data $(DATA)
 
 .PHONY: book site plan run test chromium benchmarks bench-gpu clean
@@ -52,8 +54,10 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+## The tests in TEST_WORKERS processes (pytest-xdist; one test file stays in one process, so a
+## file's module-scoped fixtures are built once). TEST_WORKERS=0 runs them in this process.
 test: $(STAMP) chromium
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/bench_frontend.py
