@@ -15,14 +15,15 @@ exactly ``K + 1`` forward and ``K`` backward passes per clip:
   itself, the front end's forward and backward passes included.
 
 The ratio waveform / spectrogram is the target (<= 3x; the front end's FFTs are a fixed cost
-per clip, so the ratio is largest for the narrowest model). Measured on 2 CPU cores
-(2026-12-03): 3.63x at width 0.125 in the morning (was 4.55x before the front end's hand-written
-backward passes in :mod:`mer_lib.spectral_ops`), 3.97-4.19x in the afternoon on a noisier machine,
-where the code before the engine kept the model inputs and before the peak normalisation's own
-backward measured 3.74-3.96x in alternating runs; 1.24x at width 1. Times are the minimum of
-``--repeats`` interleaved runs. Defaults: the CPU at the ``quick`` size (width 0.125, 126
-frames, 16 clips, 8 iterations) and the paper's width 1.0 as a second row; on CUDA the paper
-size (313 frames). Writes ``benchmarks/results/waveform.json``.
+per clip, so the ratio is largest for the narrowest model). Times are the minimum (and the
+median) of ``--repeats`` interleaved runs. The run keeps large buffers in the process, as the
+project's runs do (:mod:`mer_lib.allocator`); ``--default-allocator`` measures glibc's defaults.
+Measured on 2 CPU cores (2026-12-03, afternoon), ratio of the minima: 2.63x and 2.73x at width
+0.125 in two runs (2.46x and 2.71x of the medians), 3.40x and 3.70x with glibc's defaults;
+1.07-1.09x at width 1. Before the blocked filterbank product, the per-row overlap-add and the
+allocator setting the same machine measured 3.6-4.2x at width 0.125. Defaults: the CPU at
+the ``quick`` size (width 0.125, 126 frames, 16 clips, 8 iterations) and the paper's width 1.0
+as a second row; on CUDA the paper size (313 frames). Writes ``benchmarks/results/waveform.json``.
 """
 from __future__ import annotations
 
