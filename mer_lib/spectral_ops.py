@@ -1,14 +1,13 @@
 """The waveform path's expensive differentiable steps, with hand-written backward passes.
 
 - :func:`frame_signal`: frames of ``FRAME_SIZE`` samples at given starts; backward = one
-  overlap-add (:func:`overlap_add`, an ``index_add_``), about 6x faster on the CPU than the
-  backward of advanced indexing and without the (B, S, 2048) gradient of a strided view.
+  overlap-add (:func:`overlap_add`, a per-row ``scatter_add_``), many times faster on the CPU
+  than the backward of advanced indexing and without the (B, S, 2048) gradient of a strided view.
 - :func:`magnitude_spectrum`: ``|rfft(frame)|`` without the Nyquist bin; backward = one
   real inverse FFT of the half spectrum. Autograd's own chain (slice -> abs -> rfft) pads
   the gradient to a full complex spectrum and runs a complex-to-complex FFT, about 3x the
   work, plus two large zero fills; on the CPU that made the waveform attacks' front end cost
   more than the model itself.
-
 - :func:`blocked_matmul`: the product with a sparse constant matrix such as the filterbank
   (each band reads a few neighbouring bins), as a few dense products of its non-zero blocks
   (:func:`column_blocks`): a fifth of the dense product's work, about 2x faster each way.
