@@ -59,16 +59,6 @@ FIG3_DELTA_MAE_MEDIAN = {"a2e": 1.6, "a2b2e": 1.5, "aa2e": 1.0, "aa2b2e": 1.0, "
 DISPLAY_NAMES = {"a2e": "A2E", "a2b2e": "A2B2E", "a2m2e": "A2M2E", "aa2e": "aA2E", "aa2b2e": "aA2B2E"}
 
 
-
-def display_name(variant: str) -> str:
-    """The paper's name of a variant (``a2e`` -> ``A2E``); other variants keep their own.
-
-    >>> display_name("aa2b2e"), display_name("expof_a2e")
-    ('aA2B2E', 'expof_a2e')
-    """
-    return DISPLAY_NAMES.get(variant, variant)
-
-
 def table1_text(variant: str, column: str) -> str:
     """Table 1's cell as the paper prints it (``"0.73 ± 0.02"``); ``"–"`` for a system it does not have.
 

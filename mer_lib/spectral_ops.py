@@ -80,7 +80,8 @@ def overlap_add(frames: torch.Tensor, starts: torch.Tensor, samples: int) -> tor
     out = frames.new_zeros(batch, samples)
     # on the CPU a few rows at a time: an int64 index of more than 32 MB is a fresh mmap
     # (page faults on every call); a smaller one is reused by the allocator
-    rows = batch if dev.type != "cpu" else max(1, _CPU_INDEX_ELEMENTS // max(1, frames[0].numel()))
+    per_row = frames.shape[1] * frames.shape[2]
+    rows = batch if dev.type != "cpu" else max(1, _CPU_INDEX_ELEMENTS // max(1, per_row))
     offsets = torch.arange(FRAME_SIZE, device=dev)
     for first in range(0, batch, rows):
         part = slice(first, first + rows)
@@ -193,17 +194,12 @@ class _PeakNormalise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, waves: torch.Tensor, peak_outside: torch.Tensor, in_clip: torch.Tensor | None):
         magnitude = (waves if in_clip is None else torch.where(in_clip, waves, 0.0)).abs()
-        first = magnitude.argmax(dim=1, keepdim=True)
-        clip_peak = magnitude.gather(1, first).squeeze(1)
+        clip_peak = magnitude.amax(dim=1)
         outside = peak_outside.to(waves.dtype)
         peak = torch.maximum(clip_peak, outside)
-        # the sample(s) at the clip's own peak, as (row, column) indices: one per row unless
-        # there are ties (then all of them), none for a row that is silent in the clip
-        at_max = magnitude == clip_peak.unsqueeze(1)
-        if bool((at_max.sum(dim=1) == 1).all()):
-            at_peak = torch.cat([torch.arange(waves.shape[0], device=waves.device).unsqueeze(1), first], dim=1)
-        else:
-            at_peak = torch.nonzero(at_max)
+        # the sample(s) at the clip's own peak (ties included) as (row, column) indices; none
+        # for a row that is silent in the clip
+        at_peak = torch.nonzero(magnitude == clip_peak.unsqueeze(1))
         at_peak = at_peak[clip_peak[at_peak[:, 0]] > 0]
         ctx.save_for_backward(waves, clip_peak, outside, peak, at_peak)
         return waves / peak.unsqueeze(1)
