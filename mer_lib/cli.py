@@ -104,9 +104,6 @@ def _parser() -> argparse.ArgumentParser:
 #: The data options (every command takes them).
 DATA_OPTIONS = ("profile", "device", "data", "n_clips", "clip_seconds", "corpus_seed", "spurious_cue",
                 "excerpt_seconds", "excerpt_seed")
-#: The list parameters: comma-separated or a Python list on the command line ("None": the default).
-_LISTS = ("variants", "seeds", "modes", "epsilons", "extension_seeds", "expo_variants", "c_values",
-          "rar_variants", "snr_budgets_db")
 
 
 def _add_experiment_options(parser: argparse.ArgumentParser, *, only=None, skip=()) -> None:
@@ -118,7 +115,7 @@ def _add_experiment_options(parser: argparse.ArgumentParser, *, only=None, skip=
         if (only is not None and p.name not in only) or p.name in skip:
             continue
         default = "profile's" if p.default is None else p.default
-        kind = "comma-separated list" if p.name in _LISTS else p.expected
+        kind = "comma-separated list" if p.is_list else p.expected
         group.add_argument("--" + p.name.replace("_", "-"), dest=p.name, default=None, metavar="VALUE",
                            help=f"{p.comment.split(' (None')[0]}: {kind} (default: {default})")
     group.add_argument("--run-dir", default=None, metavar="DIR",
@@ -128,15 +125,15 @@ def _add_experiment_options(parser: argparse.ArgumentParser, *, only=None, skip=
 
 def _experiment(args: argparse.Namespace, **fixed):
     """The :class:`~mer_lib.experiments.Experiment` of the options given (plus ``fixed`` ones)."""
-    from .experiments import PARAMETER_NAMES, Experiment
+    from .experiments import PARAMETERS, Experiment
     from .params import parse_cli_list
 
     params = {}
-    for name in PARAMETER_NAMES:
-        value = getattr(args, name, None)
-        if value is not None:
-            listed = name in _LISTS and value.strip() != "None"
-            params[name] = parse_cli_list(value) if listed else value
+    for p in PARAMETERS:
+        value = getattr(args, p.name, None)
+        if value is not None:   # a list is comma-separated or a Python list; "None": the default
+            listed = p.is_list and value.strip() != "None"
+            params[p.name] = parse_cli_list(value) if listed else value
     params.update(fixed)
     return Experiment.from_parameters(**params)
 

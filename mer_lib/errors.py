@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Iterable
 
 
@@ -65,6 +66,21 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ParameterError(f"{name} must be one of {choices}, got {value!r}")
     return value
+
+
+def check_seeds(seeds: Any, name: str = "seeds") -> list[int]:
+    """Return ``seeds`` as a list if it is a non-empty list of distinct integers in [0, 2**32).
+
+    >>> check_seeds((6, 21))
+    [6, 21]
+    """
+    ok = (not isinstance(seeds, (str, bytes)) and isinstance(seeds, (list, tuple)) and seeds
+          and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < 2**32
+                  for s in seeds)
+          and len(set(seeds)) == len(seeds))
+    if not ok:
+        raise ParameterError(f"{name} must be a non-empty list of distinct integers in [0, 2**32), got {seeds!r}")
+    return [int(s) for s in seeds]
 
 
 def check_number_list(name: str, value: Any, *, allow_zero: bool = False) -> list[float]:

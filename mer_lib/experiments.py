@@ -45,13 +45,13 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
-from .errors import DataLayoutError, ParameterError, check_choice, check_number_list
+from .errors import DataLayoutError, ParameterError, check_choice
 from .audio import MIN_SECONDS
 from .profiles import PROFILES, Profile, get_profile
 from .attacks.config import MODES
 
 from .parameters import (ALL_VARIANTS, EXPO_VARIANTS, PARAMETER_NAMES, PARAMETERS, RAR_VARIANTS,  # noqa: F401 (re-exported)
-                         VARIANT_FAMILIES, Param, _BY_NAME, _KERNEL_NAMES, _PLAIN, _optional, _positive_number,
+                         VARIANT_FAMILIES, Param, _BY_NAME, _KERNEL_NAMES, _PLAIN,
                          check_distinct_numbers, check_seeds, check_variants,
                          parameter_cell, parse_parameters)
 
@@ -95,36 +95,36 @@ class Experiment:
     split: str
     reference_logs: str | None
     # extensions and explanation metrics
-    extension_seeds: tuple[int, ...] = ()    # resolved: the seeds of the ExpO and RAR systems
-    expo_variants: tuple[str, ...] = EXPO_VARIANTS
-    expo_c: float = 1.0
-    c_values: tuple[float, ...] = (0.1, 1.0, 10.0)
-    patch_bands: int = 4
-    patch_segments: int = 8
-    sigma_eval: float = 0.1
-    n_neighbours_eval: int = 5
-    explain_examples: int | None = None
+    extension_seeds: tuple[int, ...]          # resolved: the seeds of the ExpO and RAR systems
+    expo_variants: tuple[str, ...]
+    expo_c: float
+    c_values: tuple[float, ...]
+    patch_bands: int
+    patch_segments: int
+    sigma_eval: float
+    n_neighbours_eval: int
+    explain_examples: int | None
     # attribution metrics (Attributions chapter)
-    ig_steps: int = 50
-    ig_baseline: str = "zeros"
-    attr_epsilon: float = 0.03     # quick A2E: at 0.1 most attack steps moved an output by > 0.05
-    attr_steps: int = 20
-    attr_tolerance: float = 0.05
-    topk_fraction: float = 0.05
-    attr_examples: int | None = None
+    ig_steps: int
+    ig_baseline: str
+    attr_epsilon: float
+    attr_steps: int
+    attr_tolerance: float
+    topk_fraction: float
+    attr_examples: int | None
     # RAR training (IG-NORM, IG-SUM-NORM)
-    rar_variants: tuple[str, ...] = RAR_VARIANTS
-    rar_lambda: float = 1.0
-    rar_beta: float = 1.0
-    rar_epsilon: float = 0.03
-    rar_steps: int = 50
+    rar_variants: tuple[str, ...]
+    rar_lambda: float
+    rar_beta: float
+    rar_epsilon: float
+    rar_steps: int
     # waveform attacks (Listening chapter)
-    snr_budgets_db: tuple[float, ...] = (40.0,)
-    wave_epsilon: float = 0.001
-    wave_max_iterations: int = 10
-    wave_step_fraction: float = 0.25
-    wave_examples: int | None = None
-    listen_examples: int = 3
+    snr_budgets_db: tuple[float, ...]
+    wave_epsilon: float
+    wave_max_iterations: int
+    wave_step_fraction: float
+    wave_examples: int | None
+    listen_examples: int
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -172,7 +172,7 @@ class Experiment:
             return _BY_NAME[name].resolve(v[name], prof)
 
         n_clips = c("n_clips")
-        clip_seconds = _optional("clip_seconds", v["clip_seconds"], _positive_number)
+        clip_seconds = c("clip_seconds")
         if clip_seconds is not None and clip_seconds < MIN_SECONDS:
             raise ParameterError(f"clip_seconds must be >= {MIN_SECONDS:g} (the shortest clip the loader accepts), "
                                  f"got {clip_seconds!r}")
@@ -192,15 +192,14 @@ class Experiment:
                 raise ParameterError(f"{', '.join(used)} only apply to the synthetic corpus, not to data={data!r}")
         excerpt_seconds, excerpt_seed = c("excerpt_seconds"), c("excerpt_seed")
         variants = tuple(check_variants(v["variants"]))
-        seeds = tuple(check_seeds(list(prof.seeds) if v["seeds"] is None else v["seeds"]))
+        seeds = c("seeds")
         training = {name: c(name) for name in ("epochs", "patience", "width", "lr", "batch_size")}
         modes = v["modes"]
         if isinstance(modes, str) or not isinstance(modes, (list, tuple)) or not modes:
             raise ParameterError(f"modes must be a non-empty list of {list(MODES)}, got {modes!r}")
         modes = tuple(dict.fromkeys(check_choice("modes[]", m, MODES) for m in modes))
-        epsilons = v["epsilons"] if v["epsilons"] is not None else list(prof.epsilons)
         attack = dict(
-            epsilons=tuple(sorted(float(e) for e in check_number_list("epsilons", epsilons))),
+            epsilons=tuple(sorted(float(e) for e in c("epsilons"))),
             **{name: c(name) for name in ("epsilon", "step_size", "alpha_fraction", "max_iterations", "split")})
         logs = v["reference_logs"]
         if logs is not None and not (isinstance(logs, (str, Path)) and Path(logs).expanduser().is_dir()):
@@ -225,16 +224,11 @@ class Experiment:
                                                    "attr_tolerance", "topk_fraction", "attr_examples")}
         rar = dict(rar_variants=tuple(check_variants(v["rar_variants"], "rar_variants")),
                    **{name: c(name) for name in ("rar_lambda", "rar_beta", "rar_epsilon", "rar_steps")})
-        from .attacks.wave_config import check_snr_db
-
-        budgets = list(prof.snr_budgets_db) if v["snr_budgets_db"] is None else v["snr_budgets_db"]
-        if isinstance(budgets, (str, bytes)) or not isinstance(budgets, (list, tuple)) or not budgets:
-            raise ParameterError(f"snr_budgets_db must be a non-empty list of finite numbers (dB), got {budgets!r}")
-        budgets = [check_snr_db(f"snr_budgets_db[{i}]", b) for i, b in enumerate(budgets)]
+        budgets = c("snr_budgets_db")
         if len(set(budgets)) != len(budgets):
             raise ParameterError(f"snr_budgets_db must not repeat a budget, got {v['snr_budgets_db']!r}")
         waveform = dict(
-            snr_budgets_db=tuple(sorted(budgets, reverse=True)),
+            snr_budgets_db=tuple(sorted((float(b) for b in budgets), reverse=True)),
             **{name: c(name) for name in ("wave_epsilon", "wave_max_iterations", "wave_step_fraction",
                                           "wave_examples", "listen_examples")})
         exp = cls(profile=prof.name, device=v["device"], data=data, n_clips=n_clips,

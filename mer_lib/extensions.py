@@ -28,7 +28,7 @@ from typing import Any
 from .errors import ParameterError
 from .models import get_variant
 from .parameters import PARAMETERS
-from .profiles import PROFILE_OPTIONS
+from .profiles import SIZES
 
 #: The paper's system each head is fine-tuned from.
 BASE_OF_HEAD = {"direct": "a2e", "bottleneck": "a2b2e"}
@@ -46,9 +46,11 @@ def base_variant(variant: str) -> str:
 def objective_options(exp, objective: str, **options: Any) -> dict:
     """The options experiment ``exp`` gives training objective ``objective``, plus ``options``.
 
-    Every setting says where it goes: a chapter parameter in its ``Param(options=...)`` row
-    (:data:`mer_lib.parameters.PARAMETERS`, e.g. ``rar_steps`` -> ``ig_norm.riemann_steps``), a
-    profile-only size in :data:`mer_lib.profiles.PROFILE_OPTIONS` (e.g. ``rar_reg_batch``).
+    Every setting says where it goes, in its one row: a per-profile size in its
+    :class:`~mer_lib.profiles.Size` (e.g. ``rar_riemann_steps`` -> ``ig_norm.riemann_steps``), a
+    chapter parameter without one in its ``Param(options=...)`` (e.g. ``rar_lambda``). The value is
+    the experiment's parameter when the size has one (``rar_steps``), else the profile's
+    (``rar_reg_batch``).
     An objective no setting goes to gets ``options`` alone.
 
     Example:
@@ -58,7 +60,9 @@ def objective_options(exp, objective: str, **options: Any) -> dict:
     """
     routed: dict[str, Any] = {}
     sources = [(p.options, getattr(exp, p.name)) for p in PARAMETERS if p.options]
-    sources += [(targets, getattr(exp.profile_spec, name)) for name, targets in PROFILE_OPTIONS.items()]
+    chapter_sizes = {p.profile for p in PARAMETERS}
+    sources += [(s.options, getattr(exp.profile_spec, s.name)) for s in SIZES
+                if s.options and s.name not in chapter_sizes]
     for targets, value in sources:
         for target in targets:
             name, option = target.split(".")

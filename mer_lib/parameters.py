@@ -17,15 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
 from .attacks.config import MODES
 from .attributions.ig import BASELINES
 from .attributions.metrics import check_fraction
-from .errors import ParameterError, check_choice, check_int, check_number_list, check_positive
+from .errors import ParameterError, check_choice, check_number_list, check_seeds  # noqa: F401 (check_seeds re-exported)
 from .models import VARIANTS, Variant
 from .params import parse_value
-from .profiles import PROFILES
+from .profiles import PROFILES, SIZE, SIZES, at_least, get_profile, non_negative, or_none, positive  # noqa: F401
 from .split import SPLITS
 
 ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")
@@ -36,6 +34,10 @@ RAR_VARIANTS = ("ignorm_a2e", "igsumnorm_a2e")
 @dataclass(frozen=True)
 class Param:
     """One chapter parameter, declared once: default, check, per-profile default, comment.
+
+    A parameter whose ``None`` means "the profile's" is written with :func:`sized`: its check,
+    its words and the objectives' options it sets come from its :class:`~mer_lib.profiles.Size`
+    row, where its value in each profile is declared.
 
     Attributes:
         name, default: the name and the value in the chapters' parameter block.
@@ -63,6 +65,11 @@ class Param:
     deferred: bool = False
     options: tuple[str, ...] = ()
 
+    @property
+    def is_list(self) -> bool:
+        """The value is a list (the command line takes it comma-separated)."""
+        return self.expected.startswith("a list")
+
     def resolve(self, value: Any, profile: Any) -> Any:
         """``value`` checked, the profile's field when it is None (see the attributes)."""
         if value is None and self.profile is not None and not self.deferred:
@@ -70,25 +77,22 @@ class Param:
         return value if self.check is None else self.check(self.name, value)
 
 
-def _optional(name: str, value: Any, check) -> Any:
-    return None if value is None else check(name, value)
+def sized(name: str, comment: str, field: str | None = None, *, deferred: bool = False) -> Param:
+    """The parameter ``name`` whose None stands for the profile's ``field`` (default: ``name``).
 
+    Its check, its words and its objective options are the :class:`~mer_lib.profiles.Size`
+    row's (a ``deferred`` one keeps None: the data layer applies the profile's value).
 
-def _positive_number(name: str, value: Any) -> float:
-    return float(check_positive(name, value))
-
-
-def _at_least(minimum: int):
-    return lambda name, value: check_int(name, value, minimum=minimum)
-
-
-def _or_none(check):
-    """``check`` that lets None through (a parameter whose None means "all")."""
-    return lambda name, value: _optional(name, value, check)
-
-
-def _non_negative_number(name: str, value: Any) -> float:
-    return float(check_positive(name, value, allow_zero=True))
+    Example:
+        >>> p = sized("rar_steps", "RAR training: Riemann steps m", "rar_riemann_steps")
+        >>> p.expected, p.options, p.resolve(None, get_profile("paper"))
+        ('an integer >= 1 or None', ('ig_norm.riemann_steps', 'ig_sum_norm.riemann_steps'), 50)
+    """
+    size = SIZE[field or name]
+    check = or_none(size.check) if deferred else size.check
+    expected = size.expected if size.expected.endswith("or None") else f"{size.expected} or None"
+    return Param(name, None, expected, f"{comment} (None: the profile's)",
+                 profile=size.name, check=check, deferred=deferred, options=size.options)
 
 
 def _one_of(choices):
@@ -100,102 +104,64 @@ PARAMETERS: tuple[Param, ...] = (
     Param("profile", "quick", "one of " + "/".join(PROFILES), "smoke | quick | paper: the sizes below default to the profile's", True),
     Param("device", "auto", "auto, cpu or cuda", "auto | cpu | cuda (auto: the GPU when there is one)", True),
     Param("data", "synthetic", "'synthetic' or a folder", '"synthetic" or a folder with soundtracks/ and midlevel/ (real data)', True),
-    Param("n_clips", None, "an integer >= 10 or None", "synthetic corpus: number of clips (None: the profile's)",
-          profile="n_clips", check=_or_none(_at_least(10)), deferred=True),
-    Param("clip_seconds", None, "a number >= 1 or None", "synthetic corpus: clip length in seconds (None: the profile's)",
-          profile="clip_seconds", deferred=True),
-    Param("corpus_seed", 0, "an integer >= 0", "synthetic corpus: generator seed",
-          check=_at_least(0)),
+    sized("n_clips", "synthetic corpus: number of clips", deferred=True),
+    sized("clip_seconds", "synthetic corpus: clip length in seconds", deferred=True),
+    Param("corpus_seed", 0, "an integer >= 0", "synthetic corpus: generator seed", check=at_least(0)),
     Param("spurious_cue", None, "None or an emotion name", "synthetic corpus: None, or an emotion a nuisance sound follows (train/valid)", True),
-    Param("excerpt_seconds", None, "a number > 0 or None", "model input length in seconds (None: the profile's)",
-          profile="excerpt_seconds", check=_or_none(_positive_number), deferred=True),
-    Param("excerpt_seed", 0, "an integer >= 0", "seed of the random excerpt positions",
-          check=_at_least(0)),
+    sized("excerpt_seconds", "model input length in seconds", deferred=True),
+    Param("excerpt_seed", 0, "an integer >= 0", "seed of the random excerpt positions", check=at_least(0)),
     Param("variants", list(ALL_VARIANTS), "a list of variant names", "the systems to train and attack"),
-    Param("seeds", None, "a list of integers", "training seeds (None: the profile's)",
-          profile="seeds"),
-    Param("epochs", None, "an integer >= 1 or None", "training: maximum epochs (None: the profile's)",
-          profile="epochs", check=_at_least(1)),
-    Param("patience", None, "an integer >= 1 or None", "training: early-stopping patience (None: the profile's)",
-          profile="patience", check=_at_least(1)),
-    Param("width", None, "a number > 0 or None", "training: channel-width multiplier (None: the profile's)",
-          profile="width", check=_positive_number),
-    Param("lr", None, "a number > 0 or None", "training: Adam learning rate (None: the profile's)",
-          profile="lr", check=_positive_number),
-    Param("batch_size", None, "an integer >= 1 or None", "training: batch size (None: the profile's)",
-          profile="batch_size", check=_at_least(1)),
+    sized("seeds", "training seeds"),
+    sized("epochs", "training: maximum epochs"),
+    sized("patience", "training: early-stopping patience"),
+    sized("width", "training: channel-width multiplier"),
+    sized("lr", "training: Adam learning rate"),
+    sized("batch_size", "training: batch size"),
     Param("modes", list(MODES), "a list of 'reference'/'projected'", "attacks at epsilon (Figure 3)"),
-    Param("epsilon", 0.001, "a number > 0", "the paper's epsilon",
-          check=_positive_number),
-    Param("epsilons", None, "a list of numbers > 0", "epsilon sweep of the projected attack (None: the profile's)",
-          profile="epsilons"),
-    Param("step_size", 0.002, "a number > 0", "reference attack: Adam's learning rate",
-          check=_positive_number),
-    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step size alpha_fraction x epsilon",
-          check=_positive_number),
-    Param("max_iterations", None, "an integer >= 1 or None", "attack iterations (None: the profile's)",
-          profile="attack_iterations", check=_at_least(1)),
-    Param("split", "test", "train, valid or test", "the clips that are attacked", True,
-          check=_one_of(SPLITS)),
+    Param("epsilon", 0.001, "a number > 0", "the paper's epsilon", check=positive),
+    sized("epsilons", "epsilon sweep of the projected attack"),
+    Param("step_size", 0.002, "a number > 0", "reference attack: Adam's learning rate", check=positive),
+    Param("alpha_fraction", 0.1, "a number > 0", "projected attack: step size alpha_fraction x epsilon", check=positive),
+    sized("max_iterations", "attack iterations", "attack_iterations"),
+    Param("split", "test", "train, valid or test", "the clips that are attacked", True, check=_one_of(SPLITS)),
     Param("reference_logs", None, "None or a folder", "None: the paper's published logs (shipped), or a folder of the original code's runs/adversaries/<seed>_<hash>_*/log.csv", True),
+    # the profile's extension_seeds is a count (the first n seeds), the parameter a list of seeds
     Param("extension_seeds", None, "a list of integers from seeds, or None", "ExpO and RAR systems: their seeds, some of seeds (None: the profile's; quick: the first 2)",
           profile="extension_seeds"),
     Param("expo_variants", list(EXPO_VARIANTS), "a list of ExpO variant names", "ExpO systems (Explanations chapter)"),
-    Param("expo_c", None, "a number >= 0 or None", "ExpO: regulariser weight c (None: the profile's)",
-          profile="expo_c", check=_non_negative_number,
-          options=("expo_fidelity.c", "expo_stability.c")),
+    sized("expo_c", "ExpO: regulariser weight c"),
     Param("c_values", [0.1, 1.0, 10.0], "a list of numbers > 0", "ExpO-Fidelity: the c of the accuracy-fidelity trade-off"),
-    Param("patch_bands", None, "an integer >= 1 or None", "explanations: frequency bands of the patch grid (None: the profile's)",
-          profile="patch_bands", check=_at_least(1),
-          options=("expo_fidelity.bands", "expo_stability.bands")),
-    Param("patch_segments", None, "an integer >= 1 or None", "explanations: time segments of the patch grid (None: the profile's)",
-          profile="patch_segments", check=_at_least(1),
-          options=("expo_fidelity.segments", "expo_stability.segments")),
-    Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)",
-          check=_positive_number),
-    Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)",
-          check=_at_least(1)),
-    Param("explain_examples", None, "an integer >= 1 or None", "explanation metrics: first clips of the split (None: the profile's)",
-          profile="explain_examples", check=_or_none(_at_least(1))),
-    Param("ig_steps", None, "an integer >= 2 or None", "attributions: Integrated Gradients steps (None: the profile's)",
-          profile="ig_steps", check=_at_least(2)),
+    sized("patch_bands", "explanations: frequency bands of the patch grid"),
+    sized("patch_segments", "explanations: time segments of the patch grid"),
+    Param("sigma_eval", 0.1, "a number > 0", "explanation metrics: neighbourhood sigma (ExpO: 0.1)", check=positive),
+    Param("n_neighbours_eval", 5, "an integer >= 1", "explanation metrics: neighbours per clip (ExpO: 5)", check=at_least(1)),
+    sized("explain_examples", "explanation metrics: first clips of the split"),
+    sized("ig_steps", "attributions: Integrated Gradients steps"),
     Param("ig_baseline", "zeros", "zeros or silence", "attributions: IG baseline, zeros (the data's mean) or silence", True,
           check=_one_of(BASELINES)),
-    Param("attr_epsilon", 0.03, "a number > 0", "attribution attack: L-inf radius in standardised units",
-          check=_positive_number),
-    Param("attr_steps", None, "an integer >= 1 or None", "attribution attack: steps (None: the profile's)",
-          profile="attr_steps", check=_at_least(1)),
+    # 0.03: on the quick A2E, at 0.1 most attack steps moved an output by more than attr_tolerance
+    Param("attr_epsilon", 0.03, "a number > 0", "attribution attack: L-inf radius in standardised units", check=positive),
+    sized("attr_steps", "attribution attack: steps"),
     Param("attr_tolerance", 0.05, "a number >= 0", "attribution attack: largest allowed change of any emotion output",
-          check=_non_negative_number),
+          check=non_negative),
     Param("topk_fraction", 0.05, "a number in (0, 1]", "attribution metrics: top-k as a fraction of the bins",
           check=check_fraction),
-    Param("attr_examples", None, "an integer >= 1 or None", "attribution metrics: first clips of the split (None: the profile's)",
-          profile="attr_examples", check=_or_none(_at_least(1))),
+    sized("attr_examples", "attribution metrics: first clips of the split"),
     Param("rar_variants", list(RAR_VARIANTS), "a list of RAR variant names", "RAR systems (ignorm_*, igsumnorm_*; Attributions chapter)"),
-    Param("rar_lambda", 1.0, "a number >= 0", "IG-NORM: weight lambda of the IG L1 norm",
-          check=_non_negative_number,
+    Param("rar_lambda", 1.0, "a number >= 0", "IG-NORM: weight lambda of the IG L1 norm", check=non_negative,
           options=("ig_norm.weight",)),
-    Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm",
-          check=_non_negative_number,
+    Param("rar_beta", 1.0, "a number >= 0", "IG-SUM-NORM: weight beta of the IG L1 norm", check=non_negative,
           options=("ig_sum_norm.weight",)),
-    Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units",
-          check=_positive_number,
+    Param("rar_epsilon", 0.03, "a number > 0", "RAR training: L-inf radius of x' in standardised units", check=positive,
           options=("ig_norm.epsilon", "ig_sum_norm.epsilon")),
-    Param("rar_steps", None, "an integer >= 1 or None", "RAR training: Riemann steps m of the IG (None: the profile's)",
-          profile="rar_riemann_steps", check=_at_least(1),
-          options=("ig_norm.riemann_steps", "ig_sum_norm.riemann_steps")),
-    Param("snr_budgets_db", None, "a list of finite numbers (dB)", "waveform attacks: SNR budgets in dB (None: the profile's)",
-          profile="snr_budgets_db"),
-    Param("wave_epsilon", 0.001, "a number > 0", "waveform attack: L-inf bound on a sample (peak 1.0)",
-          check=_positive_number),
-    Param("wave_max_iterations", None, "an integer >= 1 or None", "waveform attacks: gradient steps (None: the profile's)",
-          profile="wave_iterations", check=_at_least(1)),
+    sized("rar_steps", "RAR training: Riemann steps m of the IG", "rar_riemann_steps"),
+    sized("snr_budgets_db", "waveform attacks: SNR budgets in dB"),
+    Param("wave_epsilon", 0.001, "a number > 0", "waveform attack: L-inf bound on a sample (peak 1.0)", check=positive),
+    sized("wave_max_iterations", "waveform attacks: gradient steps", "wave_iterations"),
     Param("wave_step_fraction", 0.25, "a number > 0", "waveform attacks: step length as a fraction of the budget",
-          check=_positive_number),
-    Param("wave_examples", None, "an integer >= 1 or None", "waveform attacks: first clips of the split (None: the profile's)",
-          profile="wave_examples", check=_or_none(_at_least(1))),
-    Param("listen_examples", 3, "an integer >= 1", "Listening chapter: clips with audio players",
-          check=_at_least(1)),
+          check=positive),
+    sized("wave_examples", "waveform attacks: first clips of the split"),
+    Param("listen_examples", 3, "an integer >= 1", "Listening chapter: clips with audio players", check=at_least(1)),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -274,17 +240,6 @@ def check_variants(variants, name: str = "variants") -> list[str]:
     if len(set(names)) != len(names):
         raise ParameterError(f"{name} must not repeat a variant, got {variants!r}")
     return names
-
-
-def check_seeds(seeds, name: str = "seeds") -> list[int]:
-    """Validate a list of distinct seeds in [0, 2**32) (a papermill parameter ``name``); return a list."""
-    ok = (not isinstance(seeds, (str, bytes)) and isinstance(seeds, (list, tuple)) and seeds
-          and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**32
-                  for s in seeds)
-          and len(set(seeds)) == len(seeds))
-    if not ok:
-        raise ParameterError(f"{name} must be a non-empty list of distinct integers in [0, 2**32), got {seeds!r}")
-    return [int(s) for s in seeds]
 
 
 def check_distinct_numbers(name: str, values) -> list[float]:

@@ -5,10 +5,9 @@ from mer_lib.experiments import Experiment
 from mer_lib.extensions import objective_options
 from mer_lib.objectives import get_objective
 from mer_lib.parameters import PARAMETERS
-from mer_lib.profiles import PROFILE_OPTIONS, PROFILES
+from mer_lib.profiles import PROFILES, SIZES
 
-ROUTES = [(p.name, t) for p in PARAMETERS for t in p.options] + \
-    [(name, t) for name, targets in PROFILE_OPTIONS.items() for t in targets]
+ROUTES = [(p.name, t) for p in PARAMETERS for t in p.options] + [(s.name, t) for s in SIZES for t in s.options]
 
 
 @pytest.mark.parametrize("setting, target", ROUTES, ids=[f"{s}->{t}" for s, t in ROUTES])
@@ -17,9 +16,12 @@ def test_every_route_names_a_registered_objective_and_one_of_its_options(setting
     assert option in get_objective(objective).defaults, f"{setting} goes to {target}, which is not an option"
 
 
-def test_profile_only_routes_name_profile_fields():
-    fields = set(PROFILES["paper"].as_dict())
-    assert set(PROFILE_OPTIONS) <= fields
+def test_a_sized_parameter_takes_its_routes_from_its_size_row_and_declares_none_itself():
+    sizes = {s.name: s for s in SIZES}
+    for p in PARAMETERS:
+        if p.profile in sizes and p.name != "extension_seeds":
+            assert p.options == sizes[p.profile].options, p.name
+    assert not [p.name for p in PARAMETERS if p.options and p.profile is None and p.name in sizes]
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -34,3 +36,11 @@ def test_the_routes_give_each_objective_the_experiments_settings(profile):
     assert objective_options(exp, "ig_norm") == {**rar, "weight": 0.5}
     assert objective_options(exp, "ig_sum_norm", epsilon=0.1) == {**rar, "weight": 2.0, "epsilon": 0.1}
     assert objective_options(exp, "mse") == {}
+
+
+def test_every_size_row_gives_one_checked_value_per_profile_and_is_a_profile_field():
+    fields = [f for f in PROFILES["paper"].as_dict() if f != "name"]
+    assert fields == [s.name for s in SIZES]
+    for s in SIZES:
+        for name, profile in PROFILES.items():
+            assert s.check(s.name, s.value(name)) == getattr(profile, s.name), (s.name, name)
