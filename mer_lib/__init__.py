@@ -39,6 +39,6 @@ Modules, one job each:
 - ``reproducibility`` the statement at the end of every page; the project's citation
 - ``bookbuild``, ``cli``  the book driver and ``python -m mer_lib``
 """
-__version__ = "0.1.0"
+from .versions import __version__  # noqa: E402,F401
 
 from . import objectives as _objectives  # noqa: E402,F401  (registers every training objective)

@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import __version__
+from .versions import __version__
 from .checksums import digest_ok, with_digest
 from .data import MerTensors
 from .errors import CheckpointError, ParameterError

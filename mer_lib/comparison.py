@@ -25,9 +25,9 @@ from the store) the tables of any set of models. :func:`grand_table` is the stud
 one row per system with every column above as ``mean ± std`` and the training cost per epoch.
 
 Training cost is better compared in one process than from recorded histories (models trained
-at different times share the machine with different neighbours): :func:`step_costs` times each
-system's own training step now, on the same batch, as the fastest of a few repeats, and gives
-the cost of an average epoch's step relative to a reference system.
+at different times share the machine with different neighbours): :func:`mer_lib.step_costs.step_costs`
+times each system's own training step beside a reference system's, and :func:`grand_table` shows
+the cost of an average epoch's step relative to it.
 
 Example:
     >>> import pandas as pd
@@ -67,7 +67,7 @@ def system_label(variant: str) -> str:
     return get_variant(variant).label
 
 
-def _as_list(models) -> list:
+def model_list(models) -> list:
     """Trained models from a ``{(variant, seed): model}`` mapping or an iterable of models."""
     items = list(models.values()) if isinstance(models, Mapping) else list(models)
     for m in items:
@@ -86,7 +86,7 @@ def attack_tables(models, data, config, *, split: str = "test", run_dir: str | P
     """
     from .attacks.results import get_attack
 
-    items = _as_list(models)
+    items = model_list(models)
     if not items:
         raise ParameterError("attack_tables needs at least one model")
     return pd.concat([get_attack(m, data, config, split=split, run_dir=run_dir, device=device,
@@ -98,7 +98,7 @@ def explanation_tables(models, data, config, *, split: str = "test", run_dir: st
     """The NF/S tables (:func:`mer_lib.explain.report.explanation_table`) of ``models``, concatenated."""
     from .explain.report import explanation_table
 
-    items = _as_list(models)
+    items = model_list(models)
     if not items:
         raise ParameterError("explanation_tables needs at least one model")
     return pd.concat([explanation_table(m, data, config, split=split, run_dir=run_dir, device=device)
@@ -111,7 +111,7 @@ def attribution_tables(models, data, config, *, split: str = "test", run_dir: st
     of ``models`` under one :class:`~mer_lib.attributions.report.AttributionConfig`, concatenated."""
     from .attributions.report import attribution_table
 
-    items = _as_list(models)
+    items = model_list(models)
     if not items:
         raise ParameterError("attribution_tables needs at least one model")
     return pd.concat([attribution_table(m, data, config, split=split, run_dir=run_dir, device=device)
@@ -130,7 +130,7 @@ def per_model(models, data, *, split: str = "test", attacks: pd.DataFrame | None
     """
     from .published import per_run
 
-    items = _as_list(models)
+    items = model_list(models)
     rows = []
     for m in items:
         metrics = m.evaluate(data, split)
@@ -165,129 +165,6 @@ def _fill_means(out: pd.DataFrame, table: pd.DataFrame | None, name: str, column
     means = table.groupby("model_key")[columns].mean()
     known = out.model_key.isin(means.index)
     out.loc[known, columns] = means.loc[out.model_key[known], columns].to_numpy()
-
-
-#: Timed repeats of each system's training step (:func:`step_costs`; the chapters' cost tables).
-COST_REPEATS = 5
-
-
-def step_costs(models, data, *, reference: str = "a2e", repeats: int = COST_REPEATS,
-               run_dir: str | Path | None = None) -> pd.DataFrame:
-    """Each system's training step timed now (one model per variant: the first given).
-
-    For every variant, a copy of its model (the stored one is untouched) takes one warm-up
-    step and then ``repeats`` timed steps of its own objective (:mod:`mer_lib.objectives`) on
-    the same training batch (the first ``batch_size`` training clips); the step time is the
-    fastest repeat. The repeats run in rounds, one step of every system per round, so that
-    a burst of load from other processes slows one round of all systems rather than all
-    repeats of one. Adversarial systems are timed in a plain and in an adversarial epoch,
-    and their average step weights them as their epochs do (one adversarial epoch in ``adv_every``).
-
-    With a ``run_dir`` (the run store), each model's step times are stored the first time they
-    are measured (``<run_dir>/step_costs/<model key>/...``, keyed by repeats, device and the
-    reference model), together with the reference's step time *of the same session*, and read
-    back afterwards: every page that shows a system's cost shows the same number, and a cost is
-    always a ratio of two steps timed side by side under the same machine load. Only the models
-    not yet timed are timed (together with the reference, in rounds).
-
-    Returns one row per variant (index): ``system``, ``step_seconds`` (plain epoch),
-    ``adversarial_step_seconds`` (NaN if not adversarial), ``mean_step_seconds`` and
-    ``epoch_cost`` = ``mean_step_seconds`` / that of ``reference`` (NaN when it is absent).
-    """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ParameterError(f"repeats must be an integer >= 1, got {repeats!r}")
-    first = {}
-    for m in _as_list(models):
-        first.setdefault(m.config.variant, m)
-    if run_dir is None:
-        times = _time_steps(first, data, repeats)
-        ref = _mean_step(first[reference], *times[reference]) if reference in first else float("nan")
-        sessions = {v: (*t, ref) for v, t in times.items()}
-    else:
-        sessions = _stored_step_times(first, data, repeats, run_dir, reference)
-    rows = []
-    for variant, m in first.items():
-        plain, adv, ref = sessions[variant]
-        mean = _mean_step(m, plain, adv)
-        rows.append({"variant": variant, "system": system_label(variant), "step_seconds": plain,
-                     "adversarial_step_seconds": adv, "mean_step_seconds": mean, "epoch_cost": mean / ref})
-    return pd.DataFrame(rows).set_index("variant")
-
-
-def _mean_step(model, plain: float, adv: float) -> float:
-    """The average step of an epoch: adversarial systems run one adversarial epoch in ``adv_every``."""
-    every = model.config.adv_every
-    return plain if not get_variant(model.config.variant).adversarial else ((every - 1) * plain + adv) / every
-
-
-def _stored_step_times(first: dict, data, repeats: int, run_dir, reference: str) -> dict:
-    """``{variant: (plain, adversarial, reference's mean step of the same session)}``: read from the
-    store, the missing models timed (with the reference) and stored first."""
-    from .locks import work_lock
-    from .store import is_stored, load_table, table_dir, write_table
-
-    ref_model = first.get(reference)
-
-    def folder(m):
-        device = next(m.model.parameters()).device.type
-        identity = {"measurement": "step_seconds", "version": 2, "model": m.key, "repeats": repeats,
-                    "device": device, "batch_size": m.config.batch_size,
-                    "reference": None if ref_model is None else ref_model.key}
-        return table_dir(run_dir, "step_costs", m.key, identity), identity
-
-    def stored(variant):
-        where, identity = folder(first[variant])
-        if not is_stored(where):
-            return None
-        row = load_table(where, identity).iloc[0]
-        return float(row.step_seconds), float(row.adversarial_step_seconds), float(row.reference_step_seconds)
-
-    times = {v: stored(v) for v in first}
-    if any(t is None for t in times.values()):
-        with work_lock(Path(run_dir) / "step_costs" / "timing.lock", what="step timing"):
-            missing = [v for v in first if stored(v) is None]     # another worker may have timed some
-            session = [*missing, *([reference] if ref_model is not None and reference not in missing else [])]
-            measured = _time_steps({v: first[v] for v in session}, data, repeats)
-            ref = _mean_step(ref_model, *measured[reference]) if ref_model is not None else float("nan")
-            for v in missing:
-                plain, adv = measured[v]
-                where, identity = folder(first[v])
-                write_table(where, pd.DataFrame({"step_seconds": [plain], "adversarial_step_seconds": [adv],
-                                                 "reference_step_seconds": [ref]}),
-                            {"identity": identity, "key": where.name, "rows": 1})
-        times = {v: stored(v) for v in first}
-    return times
-
-
-def _time_steps(first: dict, data, repeats: int) -> dict:
-    """``{variant: (plain step seconds, adversarial step seconds or NaN)}``, timed in rounds."""
-    import copy
-    import time
-
-    from .objectives.base import StepContext, make_objective
-
-    timers = {}                                   # (variant, epoch kind) -> one warmed-up step
-    for variant, m in first.items():
-        cfg, spec = m.config, get_variant(variant)
-        device = next(m.model.parameters()).device
-        idx = torch.as_tensor(data.split["train"][: cfg.batch_size], dtype=torch.long)
-        batch = (data.x[idx].to(device), data.emotions[idx].to(device),
-                 None if data.midlevel is None else data.midlevel[idx].to(device))
-        for kind, epoch in (("plain", 1), ("adversarial", cfg.adv_every))[: 2 if spec.adversarial else 1]:
-            model = copy.deepcopy(m.model).train()
-            ctx = StepContext(model, spec, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg, epoch, 1, {})
-            objective = make_objective(spec, cfg.objective_options)
-            objective.step(ctx, *batch)                          # warm-up (and ExpO's weight)
-            timers[(variant, kind)] = (objective, ctx, batch, device)
-    best = {key: float("inf") for key in timers}
-    for _ in range(repeats):
-        for key, (objective, ctx, batch, device) in timers.items():
-            t0 = time.perf_counter()
-            objective.step(ctx, *batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best[key] = min(best[key], time.perf_counter() - t0)
-    return {v: (best[(v, "plain")], best.get((v, "adversarial"), float("nan"))) for v in first}
 
 
 def per_system(table: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:

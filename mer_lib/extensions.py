@@ -158,7 +158,7 @@ def extension_plan(exp, data) -> list[dict]:
 
 def extension_model(runner, variant: str, seed: int, **options: Any):
     """The trained extension model (stored, or trained now after its base model if needed)."""
-    from .jobs import TrainJob
+    from .jobs import TrainJob, epoch_logger
     from .training import get_trained, run_identity, run_key
 
     config = extension_config(runner.exp, variant, seed, runner.data, **options)
@@ -176,7 +176,7 @@ def extension_model(runner, variant: str, seed: int, **options: Any):
         runner.log(f"[extension] {job.name} {config.objective_options}: {how} ...")
     return get_trained(variant, seed, runner.data, runner.exp.profile, runner.run_dir,
                        device=runner.device, progress=False,
-                       on_epoch_end=runner._epoch_logger(job, config.epochs), **overrides)
+                       on_epoch_end=epoch_logger(runner.log, job, config.epochs), **overrides)
 
 
 def extension_models(runner, variants=None, seeds=None, **options: Any) -> dict:

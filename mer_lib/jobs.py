@@ -4,7 +4,9 @@ A :class:`TrainJob` trains (or finds) one model of the paper's grid; an :class:`
 trains one extension model (ExpO, RAR), fine-tuned from a paper model where the profile says
 so; an :class:`AttackJob` attacks one model with one configuration; a :class:`TableJob`
 computes one stored table of one model (explanation quality, attribution robustness:
-:mod:`mer_lib.products`). A job's ``depends_on`` is the model job it needs first (or None). Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
+:mod:`mer_lib.products`); a :class:`CostJob` times one system's training step beside the
+reference system's (:mod:`mer_lib.step_costs`; run after every other job, never beside one).
+A job's ``needs`` are the model jobs it needs first (``depends_on``: the first of them). Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
 :mod:`mer_lib.ray_engine`) return ``{job: computed (bool) or failure cause (str)}``, and
 :func:`report_from_outcomes` turns that into a :class:`RunReport`, where a job whose model
 failed is *skipped* with the failing job named.
@@ -27,11 +29,12 @@ from dataclasses import dataclass, field
 from .attacks.results import describe
 from .errors import MerError, ParameterError
 
-__all__ = ["KINDS", "MODEL_KINDS", "JobError", "TrainJob", "ExtensionJob", "AttackJob", "TableJob", "RunReport", "stderr_log",
+__all__ = ["KINDS", "MODEL_KINDS", "JobError", "TrainJob", "ExtensionJob", "AttackJob", "TableJob", "CostJob",
+           "RunReport", "stderr_log", "epoch_logger",
            "report_from_outcomes", "record", "check_kinds"]
 
 #: The kinds of job, in the order a run executes them.
-KINDS = ("train", "extension", "attack", "table")
+KINDS = ("train", "extension", "attack", "table", "cost")
 #: The kinds of job that train a model (a job that needs a failed one is skipped).
 MODEL_KINDS = ("train", "extension")
 
@@ -45,6 +48,18 @@ def stderr_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def epoch_logger(log, job, epochs: int):
+    """An ``on_epoch_end`` callback that sends about 20 progress lines of ``job``'s training to ``log``."""
+    every = max(1, epochs // 20)
+
+    def on_epoch_end(epoch: int, row: dict) -> None:
+        if epoch == 1 or epoch % every == 0 or epoch == epochs:
+            adv = " (adversarial)" if row.get("adversarial") else ""
+            log(f"    {job.name}: epoch {epoch}/{epochs}{adv}, loss {row['train_loss']:.4f}, "
+                f"valid r {row['valid_r']:.3f}, {row['seconds']:.1f} s")
+    return on_epoch_end
+
+
 @dataclass(frozen=True)
 class TrainJob:
     """Train (or find) one model of the grid."""
@@ -54,6 +69,7 @@ class TrainJob:
     key: str                              # the model key (its folder name)
     kind = "train"
     depends_on = None
+    needs = ()
 
     @property
     def name(self) -> str:
@@ -82,6 +98,10 @@ class ExtensionJob:
         return self.base
 
     @property
+    def needs(self) -> tuple:
+        return () if self.base is None else (self.base,)
+
+    @property
     def name(self) -> str:
         extra = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options)
         return f"{self.variant} seed {self.seed}" + (f" ({extra})" if extra else "")
@@ -100,6 +120,10 @@ class AttackJob:
     @property
     def depends_on(self) -> TrainJob:
         return self.model
+
+    @property
+    def needs(self) -> tuple:
+        return (self.model,)
 
     @property
     def name(self) -> str:
@@ -123,9 +147,40 @@ class TableJob:
         return self.model
 
     @property
+    def needs(self) -> tuple:
+        return (self.model,)
+
+    @property
     def name(self) -> str:
         label = getattr(self.config, "label", "")       # a product with several configurations per model
         return f"{self.product} of {self.model.name}" + (f", {label}" if label else "")
+
+
+@dataclass(frozen=True)
+class CostJob:
+    """Time one system's training step (``model``'s) beside the ``reference`` system's, ``repeats``
+    times each, on ``device`` (:func:`mer_lib.step_costs.step_costs`); ``reference`` None: no
+    reference system in the experiment (the cost ratio is NaN)."""
+
+    model: TrainJob | ExtensionJob
+    reference: TrainJob | None
+    repeats: int
+    device: str
+    key: str                              # the stored times' key (its folder name)
+    chapter: str
+    kind = "cost"
+
+    @property
+    def depends_on(self) -> TrainJob | ExtensionJob:
+        return self.model
+
+    @property
+    def needs(self) -> tuple:
+        return tuple(dict.fromkeys(j for j in (self.model, self.reference) if j is not None))
+
+    @property
+    def name(self) -> str:
+        return f"step cost of {self.model.name}"
 
 
 @dataclass
@@ -139,6 +194,8 @@ class RunReport:
     found_attacked: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)           # explanation / attribution tables computed
     found_tables: list[str] = field(default_factory=list)
+    timed: list[str] = field(default_factory=list)            # step timings taken
+    found_timed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)      # job name -> one-line reason
     skipped: dict[str, str] = field(default_factory=dict)     # job name -> why (its model failed)
     seconds: float = 0.0
@@ -147,7 +204,9 @@ class RunReport:
         parts = [f"trained {len(self.trained)} model(s)", f"ran {len(self.attacked)} attack(s)"]
         if self.tables:
             parts.append(f"computed {len(self.tables)} table(s)")
-        found = len(self.found_trained) + len(self.found_attacked) + len(self.found_tables)
+        if self.timed:
+            parts.append(f"timed {len(self.timed)} training step(s)")
+        found = sum(map(len, (self.found_trained, self.found_attacked, self.found_tables, self.found_timed)))
         if found:
             parts.append(f"found {found} finished by another worker")
         if self.failed:
@@ -171,20 +230,25 @@ def _one_line(exc: BaseException) -> str:
 
 
 def report_from_outcomes(engine: str, outcomes: dict) -> RunReport:
-    """The report of an engine's ``{job: computed (bool) or failure cause (str)}``: a job whose
-    model (``depends_on``) failed is *skipped*, with that job named; every other failure is *failed*."""
+    """The report of an engine's ``{job: computed (bool) or failure cause (str)}``: a job one of
+    whose models (``needs``) failed is *skipped*, with that job named; every other failure is *failed*."""
     report = RunReport(engine)
     failed_models = {job.name: out for job, out in outcomes.items()
                      if isinstance(out, str) and job.kind in MODEL_KINDS}
     for job, out in outcomes.items():
-        dep = job.depends_on
+        dep = failed_need(job, failed_models)
         if not isinstance(out, str):
             record(report, job, out)
-        elif dep is not None and dep.name in failed_models:
+        elif dep is not None:
             report.skipped[job.name] = skip_reason(dep, failed_models[dep.name])
         else:
             report.failed[f"{job.kind} {job.name}"] = out
     return report
+
+
+def failed_need(job, failed_models: dict):
+    """The first model job ``job`` needs whose name is in ``failed_models`` (None: none failed)."""
+    return next((n for n in job.needs if n.name in failed_models), None)
 
 
 def skip_reason(model, cause: str) -> str:
@@ -209,5 +273,7 @@ def record(report: RunReport, job, computed: bool) -> None:
         (report.trained if computed else report.found_trained).append(job.name)
     elif job.kind == "table":
         (report.tables if computed else report.found_tables).append(job.name)
+    elif job.kind == "cost":
+        (report.timed if computed else report.found_timed).append(job.name)
     else:
         (report.attacked if computed else report.found_attacked).append(job.name)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
+from .words import count  # noqa: F401 (re-exported: the chapters use layout.count)
 
 #: The widest figure (inches) shown at its natural size in the text column.
 PAGE_WIDTH_IN = 7.0
@@ -91,17 +92,6 @@ def glue_figure(name: str, fig) -> None:
         raise ParameterError(f"figure {name!r} is not legible on the page: {'; '.join(problems)}")
     glue(name, fig, display=False)
     plt.close(fig)
-
-
-def count(n: int, noun: str, plural: str | None = None) -> str:
-    """``"1 seed"``, ``"3 seeds"``: a number with its noun in the right form (``plural``: an
-    irregular plural).
-
-    Example:
-        >>> count(1, "clip"), count(12, "clip"), count(2, "is", "are")
-        ('1 clip', '12 clips', '2 are')
-    """
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def listing(items) -> str:

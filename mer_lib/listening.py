@@ -8,7 +8,8 @@ Everything the chapter shows that a second chapter or a user would compute again
 - :func:`wave_claims` — the paper's claims 1 and 2 (:func:`mer_lib.claims.paper_claims`)
   decided on the waveform attack at one budget;
 - :func:`get_realisability` — the stored per-clip table of
-  :func:`mer_lib.attacks.realisability.realisability` for one model and spectrogram attack;
+  :func:`mer_lib.attacks.realisability.realisability` for one model and spectrogram attack
+  (re-exported from :mod:`mer_lib.attacks.realisability_table`, a stored measurement);
   :func:`realisability_summary` — per system and attack, what fraction survives.
 
 Example (``runner`` a :class:`mer_lib.runner.Runner` whose jobs are done)::
@@ -18,26 +19,15 @@ Example (``runner`` a :class:`mer_lib.runner.Runner` whose jobs are done)::
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import torch
 
-from .attacks.engine import attack
-from .attacks.realisability import realisability
+from .attacks.realisability_table import REALISABILITY_VERSION, get_realisability, realisability_identity
 from .claims import paper_claims
-from .findings import attack_clips, system_intervals
-from .runtime import evaluating, resolve_device
-from .store import StoredTable, get_table, table_dir
-from .wave_excerpts import wave_excerpts
+from .findings import attack_clips, label, system_intervals
 
 __all__ = ["wave_clips", "snr_curve", "wave_claims", "get_realisability", "realisability_identity", "realisability_summary",
            "REALISABILITY_VERSION"]
-
-#: Bumped when :func:`get_realisability`'s table changes for the same inputs. 2: the overlap-add
-#: and the waveform path's filterbank product round differently (:mod:`mer_lib.spectral_ops`).
-REALISABILITY_VERSION = 2
 
 
 def wave_clips(tables: dict) -> pd.DataFrame:
@@ -71,49 +61,10 @@ def wave_claims(clips: pd.DataFrame, budget: float, *, level: float = 0.95) -> p
     return out
 
 
-def realisability_identity(model_key: str, config, split: str, data_identity: str, examples: int | None) -> dict:
-    """What a stored realisability table is keyed by (``config``: the spectrogram attack)."""
-    return {"realisability": REALISABILITY_VERSION, "model": str(model_key), "attack": config.to_dict(),
-            "split": split, "data": str(data_identity), "examples": examples}
-
-
-def get_realisability(trained, data, config, *, split: str = "test", examples: int | None = None,
-                      run_dir: str | Path, device=None) -> StoredTable:
-    """The stored realisability table of ``trained`` under the spectrogram attack ``config``
-    (an :class:`~mer_lib.attacks.AttackConfig`) on the first ``examples`` clips of ``split``.
-
-    The attack is run again on those clips (per-example and deterministic in eval mode, so its
-    perturbations are those of the stored attack table), each perturbation is realised as
-    audio and measured (:func:`mer_lib.attacks.realisability.realisability`). Columns: that
-    function's plus ``variant, seed, model_key, mode, epsilon``.
-    """
-    identity = realisability_identity(trained.key, config, split, data.identity, examples)
-    folder = table_dir(run_dir, "realisability", trained.key, identity)
-
-    def compute() -> pd.DataFrame:
-        excerpts = wave_excerpts(data, split, limit=examples)
-        rows = torch.as_tensor(excerpts.rows)
-        dev = resolve_device(device)
-        with evaluating(trained.model, dev) as model:
-            result = attack(model, data.x[rows].to(dev), data.emotions[rows].to(dev), config)
-            table = realisability(model, excerpts, data.emotions[rows], result.x_adv, mean=data.mean, std=data.std)
-        extra = {"variant": trained.config.variant, "seed": int(trained.config.seed),
-                 "model_key": str(trained.key), "mode": config.mode, "epsilon": config.epsilon}
-        for i, (name, value) in enumerate(extra.items()):
-            table.insert(1 + i, name, value)
-        return table
-
-    what = f"realisability {trained.config.variant} seed {trained.config.seed} {config.mode} ({folder.name})"
-    return get_table(folder, identity, compute, what=what,
-                     meta={"variant": trained.config.variant, "seed": int(trained.config.seed)})
-
-
 def realisability_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per attack mode and system: mean survival and residual over clips with a perturbation,
     the median SNR of the realised audio, and the fraction of the mean ΔMAE that survives
     (``(MAE realised − MAE clean) / (MAE perturbed − MAE clean)``, means over clips and seeds)."""
-    from .findings import label
-
     t = table.assign(system=table.variant.map(label))
     rows = []
     for (mode, system), part in t.groupby(["mode", "system"], sort=False):

@@ -17,15 +17,19 @@ from __future__ import annotations
 from .attacks.results import result_identity, result_key
 from .attacks.wave_results import wave_result_identity
 from .extensions import extension_plan
-from .jobs import AttackJob, ExtensionJob, TableJob, TrainJob
+from .jobs import AttackJob, CostJob, ExtensionJob, TableJob, TrainJob
 from .products import PRODUCTS, extension_attack_plan, table_key, table_plan
+from .runtime import resolve_device
+from .step_costs import COST_REPEATS, REFERENCE, cost_identity
+from .store import identity_key
 from .training import run_identity, run_key
 
-__all__ = ["train_jobs", "extension_jobs", "attack_jobs", "table_jobs", "wave_grid", "attack_job",
+__all__ = ["train_jobs", "extension_jobs", "attack_jobs", "table_jobs", "cost_jobs", "wave_grid", "attack_job",
            "is_wave", "in_grid", "chapter_of", "plan_text", "DOING"]
 
 #: What the runner's progress line says a job is doing.
-DOING = {"train": "training", "extension": "training", "attack": "attacking", "table": "computing"}
+DOING = {"train": "training", "extension": "training", "attack": "attacking", "table": "computing",
+         "cost": "timing"}
 
 
 def is_wave(config) -> bool:
@@ -86,6 +90,23 @@ def table_jobs(exp, data) -> list[TableJob]:
             for config in configs[product]]
 
 
+def cost_jobs(exp, data) -> list[CostJob]:
+    """The step timings the Explanations and Attributions chapters show: one per system, of its
+    first model (the first seed; the ExpO and RAR models of the default options), each beside
+    the first A2E model (:mod:`mer_lib.step_costs`)."""
+    first = {}
+    for job in train_jobs(exp, data) + [j for j in extension_jobs(exp, data) if not j.options]:
+        first.setdefault(job.variant, job)
+    reference = first.get(REFERENCE)
+    device = resolve_device(exp.device).type
+    jobs = []
+    for job in first.values():
+        identity = cost_identity(job.key, None if reference is None else reference.key, COST_REPEATS, device)
+        chapter = job.chapter if job.kind == "extension" else "explanations"
+        jobs.append(CostJob(job, reference, COST_REPEATS, device, identity_key(identity), chapter))
+    return jobs
+
+
 def in_grid(job) -> bool:
     """True for a paper model's job (its training or an attack of it), False for extension models and tables."""
     return job.kind == "train" or (job.kind == "attack" and job.model.kind == "train")
@@ -93,7 +114,7 @@ def in_grid(job) -> bool:
 
 def chapter_of(job) -> str:
     """The chapter that first reads a job's result."""
-    if job.kind in ("extension", "table"):
+    if job.kind in ("extension", "table", "cost"):
         return job.chapter
     if job.kind == "attack":
         if job.model.kind == "extension":
@@ -103,7 +124,8 @@ def chapter_of(job) -> str:
 
 
 #: The count line's words per kind.
-_LABELS = {"train": "model", "extension": "extension model", "attack": "attack", "table": "table"}
+_LABELS = {"train": "model", "extension": "extension model", "attack": "attack", "table": "table",
+           "cost": "step timing"}
 
 
 def plan_text(table, header: list[str], *, show_stored: bool = False) -> str:

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .attacks.realisability_table import get_realisability, realisability_identity
 from .attacks.results import describe
 from .attributions.report import attribution_config, attribution_identity, attribution_table
 from .errors import ParameterError
 from .explain.report import explanation_table, quality_identity
 from .extensions import EXPO_OBJECTIVES, RAR_OBJECTIVES, quality_config
-from .listening import get_realisability, realisability_identity
 from .models import get_variant
 from .store import identity_key, table_dir
 

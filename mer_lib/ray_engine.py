@@ -13,6 +13,8 @@ each job's outcome and the runner turns the outcomes into its report.
   stored (jobs whose model is stored start at once).
 - A model stack (the runner's :meth:`~mer_lib.runner.Runner.stacks`) is one task: its worker
   trains the K models together, as the in-process engine does.
+- The step timings (``cost`` jobs) run last, in the driver, one at a time, once every task has
+  finished: a training step timed beside other tasks would measure them too.
 - ``num_gpus=1`` per task when the cluster has GPUs (and the experiment's device is not
   ``cpu``), else ``num_cpus=1``.
 - A task whose worker died is retried (``max_retries``); training resumes from the model's
@@ -60,6 +62,22 @@ def _execute_task(worker, data, job, *model_done) -> dict:
 def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc
     return f"{type(cause).__name__}: {' '.join(str(cause).split())}"
+
+
+def _run_alone(worker, job, data, outcomes: dict, log, head: str):
+    """Run ``job`` in this process (nothing else running): its outcome, "not run" when a model it
+    needs failed (the report names that model)."""
+    if any(isinstance(outcomes.get(n), str) for n in job.needs):
+        log(f"{head}: skipped, a model it needs failed")
+        return "not run"
+    t0 = time.perf_counter()
+    try:
+        computed = bool(worker(job, data))
+    except (MerError, RuntimeError, ValueError, OSError) as exc:
+        log(f"{head}: FAILED: {_cause(exc)}")
+        return _cause(exc)
+    log(f"{head}: {'done' if computed else 'found in the store'} in {time.perf_counter() - t0:.1f} s")
+    return computed
 
 
 def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, address: str | None = None,
@@ -131,6 +149,9 @@ def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, add
                 outcomes.update(computed)
                 what = "done" if any(v is True for v in computed.values()) else "found in the store"
                 log(f"{head}: {what} in {out['seconds']:.1f} s")
+        for job in [j for j in jobs if j.kind == "cost"]:
+            n_done += 1
+            outcomes[job] = _run_alone(worker, job, data, outcomes, log, f"[job {n_done}/{len(jobs)}] cost {job.name}")
         return outcomes
     finally:
         if started:

@@ -1,29 +1,26 @@
 """From an experiment to jobs: what is stored, what is missing, and running the rest.
 
-An :class:`~mer_lib.experiments.Experiment` becomes four kinds of job (:mod:`mer_lib.planning`):
+An :class:`~mer_lib.experiments.Experiment` becomes five kinds of job (:mod:`mer_lib.planning`):
 one :class:`TrainJob` per paper model, one :class:`ExtensionJob` per ExpO/RAR model the chapters
-read (after its base model), one :class:`AttackJob` per (model, attack configuration) and one
-:class:`TableJob` per explanation or attribution table. A job is *done* when its result is in
+read (after its base model), one :class:`AttackJob` per (model, attack configuration), one
+:class:`TableJob` per explanation or attribution table and one :class:`CostJob` per system whose
+training step the chapters time (last, alone). A job is *done* when its result is in
 the store (:mod:`mer_lib.store`). :meth:`Runner.plan` lists every job with its status and
 chapter; :meth:`Runner.run` executes the missing ones with an *engine*:
 
 - ``"inprocess"`` (default): one after the other in this process, models first;
-- ``"ray"``: one Ray task per job (:mod:`mer_lib.ray_engine`), each after the model it needs.
+- ``"ray"``: one Ray task per job or model stack (:mod:`mer_lib.ray_engine`), each after the
+  models it needs; the step timings run last, in the driver, one at a time.
 
-Model stacks: in-process, the missing models of one plain or adversarial variant are trained
+Model stacks (:mod:`mer_lib.runner_stacks`): the missing models of one variant train
 ``stack_size`` at a time (the runner's explicit ``stack_size``, else the profile's) as one
-:class:`~mer_lib.stack.ModelStack` (:func:`mer_lib.stack_training.get_trained_stack`; stored
-exactly like single runs). The missing attacks of one configuration on the models of one
-variant run the same way, ``stack_size`` models in one pass
-(:func:`mer_lib.attacks.results.get_stacked_attacks`; stored exactly like single attacks), on
-CUDA or when ``stack_size`` is given explicitly (on the CPU a stacked attack is not faster).
-:meth:`Runner.plan` names each job's stack. The Ray engine runs one job per task, unstacked.
-
-Either way the work itself goes through the one cached, locked code path
-(:func:`mer_lib.training.get_trained`, :func:`mer_lib.attacks.results.get_attack`), so the
-chapters, ``python -m mer_lib run`` and any number of concurrent workers on one ``MER_HOME``
-compute each model and table once. Progress goes to stderr, one line per job and per
-epoch (``make book`` shows it while a chapter runs; the built pages do not).
+:class:`~mer_lib.stack.ModelStack`, and the missing attacks of one configuration on one
+variant's models run ``stack_size`` models in one pass on CUDA (or when ``stack_size`` is given);
+both are stored exactly like single runs. :meth:`Runner.plan` names each job's stack. The work
+goes through the one cached, locked code path (:func:`mer_lib.training.get_trained`,
+:func:`mer_lib.attacks.results.get_attack`, the products), so the chapters, ``python -m mer_lib
+run`` and concurrent workers on one ``MER_HOME`` compute each result once. Progress goes to
+stderr, one line per job and per epoch.
 
 Example:
     >>> from mer_lib.experiments import Experiment
@@ -45,13 +42,15 @@ import pandas as pd
 from .errors import MerError, ParameterError
 from .experiments import Experiment
 from .paths import mer_home
-from .jobs import (KINDS, MODEL_KINDS, AttackJob, ExtensionJob, JobError, RunReport, TableJob,  # noqa: F401 (re-exported)
-                   TrainJob, _one_line, check_kinds, record, report_from_outcomes, skip_reason, stderr_log)
+from .jobs import (KINDS, MODEL_KINDS, AttackJob, CostJob, ExtensionJob, JobError, RunReport,  # noqa: F401 (re-exported)
+                   TableJob, TrainJob, _one_line, check_kinds, epoch_logger, failed_need, record, report_from_outcomes,
+                   skip_reason, stderr_log)
 from . import planning, runner_stacks
 from .planning import chapter_of, is_wave
 from .extensions import extension_model
 from .comparison import attack_tables
 from .products import PRODUCTS, table_folder
+from .step_costs import step_costs
 from .store import is_stored, open_store
 
 ENGINES = ("inprocess", "ray")
@@ -121,6 +120,10 @@ class Runner:
         """The explanation and attribution tables the chapters read."""
         return planning.table_jobs(self.exp, self.data)
 
+    def cost_jobs(self) -> list[CostJob]:
+        """The step timings the chapters show, one per system (:func:`mer_lib.planning.cost_jobs`)."""
+        return planning.cost_jobs(self.exp, self.data)
+
     def wave_grid(self) -> list:
         """The experiment's waveform attacks (none when the data hold no audio)."""
         return planning.wave_grid(self.exp, self.data)
@@ -129,12 +132,12 @@ class Runner:
         return planning.attack_job(self.exp, self.data, tj, config)
 
     def jobs(self, kinds=KINDS) -> list:
-        """Train jobs, then extension models, then attack jobs (of the requested kinds)."""
+        """The jobs of the requested kinds, in :data:`KINDS` order (models, extension models,
+        attacks, tables, step timings)."""
         kinds = check_kinds(kinds)
-        return (self.train_jobs() if "train" in kinds else []) + \
-               (self.extension_jobs() if "extension" in kinds else []) + \
-               (self.attack_jobs() if "attack" in kinds else []) + \
-               (self.table_jobs() if "table" in kinds else [])
+        planned = {"train": self.train_jobs, "extension": self.extension_jobs, "attack": self.attack_jobs,
+                   "table": self.table_jobs, "cost": self.cost_jobs}
+        return [job for kind in KINDS if kind in kinds for job in planned[kind]()]
 
     def path(self, job) -> Path:
         """Where a job's result is stored."""
@@ -142,7 +145,7 @@ class Runner:
             return self.run_dir / "models" / job.variant / job.key
         if job.kind == "table":
             return table_folder(self.run_dir, job.product, job.model.key, job.config, job.split, self.data.identity)
-        return self.run_dir / "attacks" / job.model.key / job.key
+        return self.run_dir / ("step_costs" if job.kind == "cost" else "attacks") / job.model.key / job.key
 
     def is_done(self, job) -> bool:
         """True when the job's result is in the store (a model's ``model.pt``, an intact table)."""
@@ -187,9 +190,7 @@ class Runner:
         rows = []
         for job in jobs:
             done = self.is_done(job)
-            needs = ""
-            if job.depends_on is not None:
-                needs = f"model {job.depends_on.key}" + ("" if self.is_done(job.depends_on) else " (to train)")
+            needs = ", ".join(f"model {n.key}" + ("" if self.is_done(n) else " (to train)") for n in job.needs)
             rows.append({"kind": job.kind, "job": job.name, "key": job.key,
                          "status": "stored" if done else "to do", "needs": needs,
                          "stack": stack_of.get(job, ""), "chapter": chapter_of(job)})
@@ -202,16 +203,6 @@ class Runner:
                                   show_stored=show_stored)
 
     # ------------------------------------------------------------------ executing one job
-    def _epoch_logger(self, job: TrainJob, epochs: int):
-        every = max(1, epochs // 20)
-
-        def on_epoch_end(epoch: int, row: dict) -> None:
-            if epoch == 1 or epoch % every == 0 or epoch == epochs:
-                adv = " (adversarial)" if row.get("adversarial") else ""
-                self.log(f"    {job.name}: epoch {epoch}/{epochs}{adv}, loss {row['train_loss']:.4f}, "
-                         f"valid r {row['valid_r']:.3f}, {row['seconds']:.1f} s")
-        return on_epoch_end
-
     def train(self, job: TrainJob):
         """The trained model of ``job`` (loaded when stored, else trained with progress lines)."""
         from .training import get_trained
@@ -219,7 +210,7 @@ class Runner:
         if (job.variant, job.seed) not in self._models:
             tm = get_trained(job.variant, job.seed, self.data, self.exp.profile, self.run_dir,
                              device=self.device, progress=False,
-                             on_epoch_end=self._epoch_logger(job, self.exp.epochs),
+                             on_epoch_end=epoch_logger(self.log, job, self.exp.epochs),
                              **self.exp.train_overrides())
             self._models[(job.variant, job.seed)] = tm
         return self._models[(job.variant, job.seed)]
@@ -271,11 +262,17 @@ class Runner:
             return bool(self.train(job).trained_now)
         if job.kind == "extension":
             return bool(self.extension(job).trained_now)
-        if job.kind == "table":
+        if job.kind in ("table", "cost"):
             stored = self.is_done(job)
-            self.table(job)
+            self.table(job) if job.kind == "table" else self.step_cost(job)
             return not stored
         return self.attack(job).computed_now
+
+    def step_cost(self, job: CostJob):
+        """The step times of ``job``'s system beside the reference's (timed when not stored)."""
+        models = [self.model_of(n) for n in job.needs]
+        return step_costs(models, self.data, repeats=job.repeats, run_dir=self.run_dir,
+                          reference=job.reference.variant if job.reference is not None else job.model.variant)
 
     # ------------------------------------------------------------------ running many
     def run(self, engine: str = "inprocess", *, kinds=KINDS, address: str | None = None,
@@ -291,7 +288,8 @@ class Runner:
         todo = [j for j in self.missing(kinds) if not grid_only or planning.in_grid(j)]
         n = {kind: sum(j.kind == kind for j in todo) for kind in KINDS}
         self.log(f"{self.exp.describe()}\n  to do: {n['train']} model(s) to train, {n['extension']} extension "
-                 f"model(s), {n['attack']} attack(s) to run, {n['table']} table(s) ({engine})")
+                 f"model(s), {n['attack']} attack(s) to run, {n['table']} table(s), {n['cost']} step "
+                 f"timing(s) ({engine})")
         t0 = time.perf_counter()
         if engine == "ray":
             from .ray_engine import run_on_ray
@@ -318,11 +316,12 @@ class Runner:
             if job.kind == "train" and job.name in failed_models:
                 self.log(f"{head}: FAILED in its stack")
                 continue
-            if job.depends_on is not None and job.depends_on.name in failed_models:
-                report.skipped[job.name] = skip_reason(job.depends_on, failed_models[job.depends_on.name])
+            dep = failed_need(job, failed_models)
+            if dep is not None:
+                report.skipped[job.name] = skip_reason(dep, failed_models[dep.name])
                 if job.kind in MODEL_KINDS:            # what needs this model is skipped too
                     failed_models[job.name] = report.skipped[job.name]
-                self.log(f"{head}: skipped, its model {job.depends_on.name} failed")
+                self.log(f"{head}: skipped, its model {dep.name} failed")
                 continue
             if job.key in group_of:                     # the first job of its stack: run the stack
                 n, group = group_of[job.key]

@@ -24,7 +24,7 @@ import time
 from .attacks.results import describe, get_stacked_attacks
 from .errors import MerError, TrainingError
 from .extensions import extension_config
-from .jobs import AttackJob, _one_line
+from .jobs import AttackJob, _one_line, epoch_logger
 from .planning import is_wave
 from .stack_training import StackTrainingError, get_trained_configs
 from .trainer import can_stack
@@ -79,7 +79,7 @@ def train_stacks(runner, jobs: list, report, failed_models: dict[str, str], grou
         runner.log(f"{head}: training {len(group)} models as one stack ...")
         t0 = time.perf_counter()
         configs = [_config(runner, job) for job in group]
-        loggers = {c.seed: runner._epoch_logger(job, c.epochs) for c, job in zip(configs, group)}
+        loggers = {c.seed: epoch_logger(runner.log, job, c.epochs) for c, job in zip(configs, group)}
         try:
             for job in group:           # a fine-tuned member's base model first
                 if job.kind == "extension" and job.base is not None:

@@ -55,7 +55,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import ParameterError
-from .layout import count
+from .words import count
 
 #: Bootstrap resamples by default: enough for the 0.05 / 8 tail of a corrected comparison.
 N_BOOT = 10_000

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .attacks import AttackConfig
+from .attacks.config import AttackConfig
 from .data import MerTensors
 from .errors import ParameterError
 from .models import Variant, get_variant

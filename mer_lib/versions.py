@@ -11,7 +11,10 @@ Example:
 """
 from __future__ import annotations
 
-__all__ = ["FRONTEND_VERSION", "GENERATOR_VERSION", "FORMAT_VERSION", "ENGINE_VERSION", "WAVE_ENGINE_VERSION"]
+__all__ = ["__version__", "FRONTEND_VERSION", "GENERATOR_VERSION", "FORMAT_VERSION", "ENGINE_VERSION", "WAVE_ENGINE_VERSION"]
+
+#: The package's own version (``mer_lib.__version__``, written into every checkpoint).
+__version__ = "0.1.0"
 
 #: The spectrogram cache (:mod:`mer_lib.data`): bump when the front end's output changes.
 #: v2: every entry computed per clip on the CPU with one thread (bit-reproducible).

@@ -34,7 +34,8 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             base = package[:len(package) - node.level + 1] if node.level else []
             target = ".".join(base + ([node.module] if node.module else []))
-            candidates = [f"{target}.{a.name}" for a in node.names] + [target]
+            # "from pkg import mod" imports the module; "from pkg import name" the package's name
+            candidates = [f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names]
         elif isinstance(node, ast.Import):
             candidates = [a.name for a in node.names]
         else:
@@ -118,3 +119,54 @@ def test_the_store_reports_every_component_version():
 
     assert component_versions() == {"frontend": versions.FRONTEND_VERSION, "generator": versions.GENERATOR_VERSION,
                                     "trainer": versions.FORMAT_VERSION, "attack_engine": versions.ENGINE_VERSION}
+
+
+#: The layers, bottom first, and their modules (a name covers its submodules; the longest name
+#: decides; "=name" is the package's ``__init__`` alone). ARCHITECTURE.md draws the same table.
+LAYERS = {
+    "core utilities": "errors paths locks store checksums runtime params versions allocator words",
+    "data": "data split wave_excerpts datasets audio frontend spectral_ops profiles reference_data",
+    "models": "models stack",
+    "algorithms": "attacks explain attributions metrics",
+    "training": "trainer training stack_training train_loop train_config checkpoints stack_members objectives",
+    "measurements": "=attacks attacks.results attacks.wave_results attacks.realisability_table explain.report "
+                    "attributions.report =explain =attributions comparison step_costs summaries stats published",
+    "experiment / runner": "cli __main__ runner runner_stacks ray_engine planning jobs experiments parameters "
+                           "extensions products",
+    "book helpers": "bookbuild layout plots reproducibility verdicts claims findings listening =",
+}
+
+
+def layer_of(module: str) -> int | None:
+    """The index in :data:`LAYERS` of ``module`` (a dotted name), or None when it has none."""
+    rel = module.partition(".")[2]
+    best = None
+    for i, names in enumerate(LAYERS.values()):
+        for name in names.split():
+            exact = name.startswith("=")
+            name = name.lstrip("=")
+            hit = rel == name if exact else (rel == name or rel.startswith(name + "."))
+            weight = len(name) + (0.5 if exact else 0)
+            if hit and (best is None or weight > best[1]):
+                best = (i, weight)
+    return None if best is None else best[0]
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in module_names(PACKAGE) if layer_of(m) is None] == []
+
+
+def test_imports_only_point_down_the_layers():
+    """A module imports from its own layer or from the layers below (hidden imports counted)."""
+    modules = module_names(PACKAGE)
+    names = list(LAYERS)
+    upward = [f"{m} ({names[layer_of(m)]}) imports {t} ({names[layer_of(t)]})"
+              for m, p in sorted(modules.items()) for t in sorted(imports_of(m, p, modules))
+              if layer_of(t) > layer_of(m)]
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("mer_lib.attacks.engine") < layer_of("mer_lib.attacks.results") < layer_of("mer_lib.runner")
+    assert layer_of("mer_lib.datasets.synthetic") == list(LAYERS).index("data")
+    assert layer_of("mer_lib") == len(LAYERS) - 1             # the package's front door re-exports the top

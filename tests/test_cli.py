@@ -25,11 +25,12 @@ def test_plan_run_plan_attack(home, capsys):
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert lines[-1] == ("train: 2 of 2 models to do; extension: 7 of 7 extension models to do; "
-                         "attack: 14 of 14 attacks to do; table: 17 of 17 tables to do")
-    jobs = [line.split()[0] for line in lines if line.split()[0] in ("train", "extension", "attack", "table")]
+                         "attack: 14 of 14 attacks to do; table: 17 of 17 tables to do; "
+                         "cost: 6 of 6 step timings to do")
+    jobs = [line.split()[0] for line in lines if line.split()[0] in ("train", "extension", "attack", "table", "cost")]
     # 2 spectrogram + 3 waveform attacks per model, 4 of extension models; 2 realisability, 9 explanation,
-    # 6 attribution tables
-    assert jobs == ["train"] * 2 + ["extension"] * 7 + ["attack"] * 14 + ["table"] * 17
+    # 6 attribution tables; one step timing per system (2 paper, 2 ExpO, 2 RAR)
+    assert jobs == ["train"] * 2 + ["extension"] * 7 + ["attack"] * 14 + ["table"] * 17 + ["cost"] * 6
     assert "a2m2e seed 6, projected eps=0.01" in out
     assert not (home / "models").exists(), "plan must not train"
 
@@ -38,10 +39,12 @@ def test_plan_run_plan_attack(home, capsys):
     assert out.splitlines()[0].startswith("trained 2 model(s), ran 0 attack(s)")
     assert main(["run", *GRID]) == 0
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[0].startswith("trained 7 model(s), ran 14 attack(s), computed 17 table(s)")
+    assert captured.out.splitlines()[0].startswith("trained 7 model(s), ran 14 attack(s), computed 17 table(s), "
+                                                   "timed 6 training step(s)")
     assert captured.out.splitlines()[-1] == ("train: 0 of 2 models to do; extension: 0 of 7 extension models to do; "
-                                             "attack: 0 of 14 attacks to do; table: 0 of 17 tables to do")
-    assert "[job 11/38] attack a2m2e seed 6, projected eps=0.01: done" in captured.err      # progress
+                                             "attack: 0 of 14 attacks to do; table: 0 of 17 tables to do; "
+                                             "cost: 0 of 6 step timings to do")
+    assert "[job 11/44] attack a2m2e seed 6, projected eps=0.01: done" in captured.err      # progress
 
     assert main(["attack", *GRID[:4], "--variant", "a2e", "--seed", "6", "--epsilon", "0.01",
                  "--max-iterations", "5"]) == 0

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_lib.comparison import explanation_tables, per_model, per_system, spread_text, step_costs
+from mer_lib.comparison import explanation_tables, per_model, per_system, spread_text
+from mer_lib import step_costs as step_costs_module
+from mer_lib.step_costs import step_costs
 from mer_lib.data import MerTensors, split_indices
 from mer_lib.datasets import EMOTIONS
 from mer_lib.errors import ParameterError
@@ -144,7 +146,6 @@ def test_step_costs_time_each_objective_on_a_copy():
 
 
 def test_stored_step_costs_are_measured_once_and_read_by_every_page(tmp_path, monkeypatch):
-    import mer_lib.comparison as comparison
 
     g = torch.Generator().manual_seed(0)
     n = 12
@@ -158,8 +159,8 @@ def test_stored_step_costs_are_measured_once_and_read_by_every_page(tmp_path, mo
         torch.manual_seed(0)
         models[variant] = SimpleNamespace(model=build_model(variant, 0.0625).eval(), key=f"k-{variant}", config=cfg)
     calls = []
-    real = comparison._time_steps
-    monkeypatch.setattr(comparison, "_time_steps",
+    real = step_costs_module._time_steps
+    monkeypatch.setattr(step_costs_module, "_time_steps",
                         lambda first, *a: calls.append(sorted(first)) or real(first, *a))
     page_one = step_costs([models["a2e"], models["expos_a2e"]], data, repeats=2, run_dir=tmp_path)
     page_two = step_costs(list(models.values()), data, repeats=2, run_dir=tmp_path)

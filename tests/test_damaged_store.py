@@ -29,11 +29,12 @@ import pandas as pd
 import pytest
 import torch
 
-import mer_lib.comparison as comparison
 import mer_lib.trainer as trainer
 from mer_lib.attacks import AttackConfig
 from mer_lib.attributions.report import attribution_config
-from mer_lib.comparison import attack_tables, attribution_tables, explanation_tables, step_costs
+from mer_lib.comparison import attack_tables, attribution_tables, explanation_tables
+from mer_lib import step_costs as step_costs_module
+from mer_lib.step_costs import step_costs
 from mer_lib.data import MerTensors, split_indices
 from mer_lib.errors import MerError
 from mer_lib.experiments import Experiment
@@ -113,7 +114,7 @@ def stored(tmp_path_factory):
     rar = extension_model(runner, "ignorm_a2e", 6)
     assert not (expo.path / "state.pt").exists() and (expo.path / "model.pt").is_file()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(comparison, "_time_steps", _fake_time_steps)
+        mp.setattr(step_costs_module, "_time_steps", _fake_time_steps)
         tables = {name: ask() for name, ask in _tables(runner, expo, rar, base).items()}
 
     # a stacked run killed after its first epoch: both members have a state.pt
@@ -263,7 +264,7 @@ def test_a_damaged_resume_state_of_a_stacked_run(stored, tmp_path, capfd, float6
 @pytest.mark.parametrize("file", [TABLE, META])
 @pytest.mark.parametrize("kind", ["explanation", "attribution", "attack", "step_costs"])
 def test_a_damaged_table(stored, home, capfd, monkeypatch, kind, file, how):
-    monkeypatch.setattr(comparison, "_time_steps", _fake_time_steps)
+    monkeypatch.setattr(step_costs_module, "_time_steps", _fake_time_steps)
     top = {"explanation": "explanations", "attribution": "attributions", "attack": "attacks",
            "step_costs": "step_costs"}[kind]
     model = stored.rar if kind == "attribution" else stored.expo
@@ -285,7 +286,7 @@ def test_a_damaged_table(stored, home, capfd, monkeypatch, kind, file, how):
 
 def test_tables_and_models_stored_without_checksums_still_load(stored, home, capfd, monkeypatch):
     """A store written before the checksums: read as it is, a table whose rows are missing recomputed."""
-    monkeypatch.setattr(comparison, "_time_steps", _fake_time_steps)
+    monkeypatch.setattr(step_costs_module, "_time_steps", _fake_time_steps)
     folder = next(p for p in (home / "explanations" / stored.expo.key).iterdir() if p.is_dir())
     meta = json.loads((folder / META).read_text())
     legacy = {k: v for k, v in meta.items() if k in ("identity", "key", "rows", "variant", "seed")}

@@ -40,7 +40,8 @@ def test_the_plan_lists_each_extension_model_once_after_its_base(ran):
     assert before.kind.tolist().index("extension") > before.kind.tolist().index("train")
     assert runner.plan_text().splitlines()[-1] == (
         "train: 0 of 1 model to do; extension: 0 of 4 extension models to do; "
-        f"attack: 0 of {len(runner.attack_jobs())} attacks to do; table: 0 of {len(runner.table_jobs())} tables to do")
+        f"attack: 0 of {len(runner.attack_jobs())} attacks to do; table: 0 of {len(runner.table_jobs())} tables to do; "
+        "cost: 0 of 3 step timings to do")
     # explanations of A2E and the three ExpO models, then of the RAR model; attributions of A2E, ExpO-S, IG-NORM
     assert [(t.product, t.model.variant, t.chapter) for t in runner.table_jobs()] == [
         ("realisability", "a2e", "listening"), ("realisability", "a2e", "listening"),    # reference, projected
@@ -101,5 +102,5 @@ def test_unknown_kinds_are_refused_by_name():
     from mer_lib.errors import ParameterError
     from mer_lib.jobs import check_kinds
 
-    with pytest.raises(ParameterError, match="kinds must be a non-empty subset of \\('train', 'extension', 'attack', 'table'\\)"):
+    with pytest.raises(ParameterError, match="kinds must be a non-empty subset of \\('train', 'extension', 'attack', 'table', 'cost'\\)"):
         check_kinds(["train", "models"])

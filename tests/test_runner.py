@@ -161,20 +161,26 @@ def test_plan_lists_every_job_then_nothing_after_a_run(baseline):
     plan = baseline.before
     n_models, n_attacks = len(exp.models()), len(exp.models()) * (len(exp.attack_grid()) + len(exp.wave_grid()))
     n_ext, n_tables = len(baseline.runner.extension_jobs()), len(baseline.runner.table_jobs())
+    n_costs = len(baseline.runner.cost_jobs())
     n_attacks += 4                                      # the projected attack of the 4 ExpO and RAR systems
-    # 3 + 3 waveform attacks per paper model; 10 realisability, 12 explanation, 9 attribution tables
-    assert (n_models, n_ext, n_attacks, n_tables) == (5, 7, 34, 31)
+    # 3 + 3 waveform attacks per paper model; 10 realisability, 12 explanation, 9 attribution tables;
+    # one step timing per system (5 paper, 2 ExpO, 2 RAR)
+    assert (n_models, n_ext, n_attacks, n_tables, n_costs) == (5, 7, 34, 31, 9)
     assert plan.kind.tolist() == (["train"] * n_models + ["extension"] * n_ext + ["attack"] * n_attacks
-                                  + ["table"] * n_tables)
+                                  + ["table"] * n_tables + ["cost"] * n_costs)
+    costs = plan[plan.kind == "cost"]                  # each beside the first A2E model
+    a2e_key = plan[(plan.kind == "train") & plan.job.str.startswith("a2e ")].key.iloc[0]
+    assert costs.needs.str.contains(f"model {a2e_key}").all()
     assert (plan.status == "to do").all() and plan.key.is_unique
     assert plan[plan.kind != "train"].needs.str.endswith("(to train)").all()
     assert set(plan.chapter) == {"training", "explanations", "attributions", "robustness", "listening"}
     assert len(baseline.report.trained) == n_models + n_ext and len(baseline.report.attacked) == n_attacks
-    assert len(baseline.report.tables) == n_tables
+    assert len(baseline.report.tables) == n_tables and len(baseline.report.timed) == n_costs
     assert (baseline.runner.plan().status == "stored").all()
     text = baseline.runner.plan_text()
     assert text.splitlines()[-1] == ("train: 0 of 5 models to do; extension: 0 of 7 extension models to do; "
-                                     "attack: 0 of 34 attacks to do; table: 0 of 31 tables to do")
+                                     "attack: 0 of 34 attacks to do; table: 0 of 31 tables to do; "
+                                     "cost: 0 of 9 step timings to do")
 
 
 def test_a_second_runner_computes_nothing(baseline, monkeypatch):
@@ -219,12 +225,34 @@ def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, 
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("1 job(s) failed: train a2m2e seed 6: TrainingError: training a2m2e seed 6")
-    assert "8 job(s) skipped because their model failed" in message     # 5 attacks, 3 tables
+    assert "9 job(s) skipped because their model failed" in message     # 5 attacks, 3 tables, its step timing
     plan = runner.plan()
     assert plan[plan.status == "to do"].job.tolist() == [
         "a2m2e seed 6", "a2m2e seed 6, projected eps=0.001", "a2m2e seed 6, projected eps=0.01",
         "a2m2e seed 6, waveform SNR >= 40 dB", "a2m2e seed 6, waveform SNR >= 20 dB", "a2m2e seed 6, waveform |d| <= 0.001",
-        "realisability of a2m2e seed 6, projected eps=0.001", "explanations of a2m2e seed 6", "attributions of a2m2e seed 6"]
+        "realisability of a2m2e seed 6, projected eps=0.001", "explanations of a2m2e seed 6", "attributions of a2m2e seed 6",
+        "step cost of a2m2e seed 6"]
+
+
+def test_a_failed_reference_model_skips_every_step_timing_and_names_it(tmp_path, baseline, monkeypatch):
+    """A step timing needs two models, its own and A2E's: when A2E fails, every timing is skipped
+    with A2E named, and the jobs that need only the other model still run."""
+    import mer_lib.training as training
+
+    real = training.get_trained
+
+    def failing(variant, seed, *args, **kwargs):
+        if variant == "a2e":
+            raise TrainingError("training a2e seed 6: the loss became nan at epoch 1, batch 1 of 4")
+        return real(variant, seed, *args, **kwargs)
+
+    monkeypatch.setattr(training, "get_trained", failing)
+    exp = Experiment.from_parameters(**SMOKE, variants=["a2e", "a2m2e"], modes=["projected"], epsilons=[0.01])
+    runner = Runner(exp, tmp_path, data=baseline.runner.data, **QUIET)
+    report = runner.run(kinds=("train", "cost"), raise_on_failure=False)
+    assert list(report.failed) == ["train a2e seed 6"]
+    assert report.skipped["step cost of a2m2e seed 6"].startswith("its model failed (train a2e seed 6: TrainingError")
+    assert report.trained == ["a2m2e seed 6"] and report.timed == []
 
 
 def test_a_copied_store_and_data_find_every_result(baseline, tmp_path, monkeypatch):

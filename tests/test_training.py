@@ -363,7 +363,7 @@ def test_channels_last_is_deterministic_and_keyed(data, tmp_path):
 # ------------------------------------------------------------------ adversarial training
 
 def test_adversarial_training_attacks_with_frozen_normalisation(data, tmp_path, monkeypatch):
-    import mer_lib.attacks as attacks
+    import mer_lib.attacks.engine as attacks
     from mer_lib.models import FROZEN_MODULE_TYPES
 
     real_attack, modes = attacks.attack, []
@@ -383,7 +383,7 @@ def test_adversarial_training_attacks_with_frozen_normalisation(data, tmp_path, 
 @pytest.mark.parametrize("how", ["kept", "kept_or_final"])
 def test_adversarial_training_trains_on_the_kept_perturbation(data, tmp_path, monkeypatch, how):
     """As the original: x + kept perturbation, i.e. the clean x where no new rung was reached."""
-    import mer_lib.attacks as attacks
+    import mer_lib.attacks.engine as attacks
 
     import mer_lib.objectives.adversarial as adversarial
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 
+from ..attacks import engine   # engine.attack is looked up at call time (tests spy on it)
 from ..attacks.config import AttackConfig
 from ..attacks.stacked import stacked_attack
 from ..models import frozen_normalisation
@@ -49,8 +50,6 @@ class Adversarial(Objective):
 
     def step(self, ctx: StepContext, x: torch.Tensor, emotions: torch.Tensor,
              midlevel: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        from ..attacks import attack   # at call time: tests spy on mer_lib.attacks.attack
-
         with ctx.autocast(x):
             clean = task_loss(ctx.model, ctx.variant, x, emotions, midlevel)
         parts = {"train_loss": self.descend(ctx, clean)}
@@ -59,7 +58,7 @@ class Adversarial(Objective):
         if not torch.isfinite(parts["train_loss"]):
             return parts   # the trainer reports it; attacking a broken model is wasted time
         with frozen_normalisation(ctx.model):
-            result = attack(ctx.model, x, emotions, AttackConfig.from_dict(ctx.config.adv_attack))
+            result = engine.attack(ctx.model, x, emotions, AttackConfig.from_dict(ctx.config.adv_attack))
         x_adv = adversarial_input(result, ctx.config.adv_input)
         with ctx.autocast(x):
             adv = task_loss(ctx.model, ctx.variant, x_adv, emotions, midlevel)
