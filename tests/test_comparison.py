@@ -146,7 +146,6 @@ def test_step_costs_time_each_objective_on_a_copy():
 
 
 def test_stored_step_costs_are_measured_once_and_read_by_every_page(tmp_path, monkeypatch):
-
     g = torch.Generator().manual_seed(0)
     n = 12
     data = MerTensors(x=torch.randn(n, 1, 32, 24, generator=g), emotions=torch.rand(n, 8, generator=g),
