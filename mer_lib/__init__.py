@@ -10,8 +10,8 @@ original attacker step for step); and extends it with ExpO explanation regularis
 
 Modules, one job each:
 
-- ``profiles``       execution profiles ``smoke`` / ``quick`` / ``paper``
-- ``errors``         the error classes and parameter checks
+- ``profiles``       execution profiles ``smoke`` / ``quick`` / ``paper``: one ``Size`` row per setting
+- ``errors``         the error classes and parameter checks; ``words`` numbers in words
 - ``paths``, ``locks``, ``store``  where runs live, inter-process locks, the run store
 - ``checksums``      checksums of checkpoint payloads (a changed bit is caught)
 - ``audio``          reading audio files, resampling, peak normalisation
@@ -32,9 +32,11 @@ Modules, one job each:
 - ``experiments``, ``extensions``, ``runner``  the one experiment spec, its jobs and engines
 - ``summaries``      per-system mean and spread over seeds (one ddof)
 - ``comparison``     per-model and per-system tables across chapters (the grand comparison)
+- ``step_costs``     each system's training step timed beside A2E's (stored; planned as jobs)
 - ``stats``          the paired hierarchical bootstrap (seeds, then clips), t-tests, power
 - ``findings``, ``claims``  the book's decision rules and words; the paper's three claims
 - ``verdicts``       the headline comparisons every page that states them reads (front page, Conclusions)
+- ``model_tables``   what the trained models are: trained from, epochs run, objective options
 - ``layout``         figures and tables for the page: page width, >= 9 pt text, captions, number formats
 - ``reproducibility`` the statement at the end of every page; the project's citation
 - ``bookbuild``, ``cli``  the book driver and ``python -m mer_lib``

@@ -133,7 +133,7 @@ LAYERS = {
                     "attributions.report =explain =attributions comparison step_costs summaries stats published",
     "experiment / runner": "cli __main__ runner runner_stacks ray_engine planning jobs experiments parameters "
                            "extensions products",
-    "book helpers": "bookbuild layout plots reproducibility verdicts claims findings listening =",
+    "book helpers": "bookbuild layout plots reproducibility verdicts claims findings listening model_tables =",
 }
 
 
