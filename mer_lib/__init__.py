@@ -18,7 +18,7 @@ Modules, one job each:
 - ``frontend``       the log-filtered spectrogram (torch, batched, differentiable)
 - ``datasets``       one module per dataset, plus the synthetic corpus (``synthesis``: the sound; ``synthetic``: the corpus)
 - ``split``          the fixed, seeded train/valid/test split
-- ``data``           spectrogram cache, split, standardisation, excerpts -> tensors
+- ``data``           split, standardisation, excerpts -> tensors (``spectrogram_cache``: the on-disk cache)
 - ``models``         the VGG-style backbone, heads and the variant registry
 - ``objectives``     what one training step does: plain, adversarial, ExpO, RAR (IG-NORM, IG-SUM-NORM)
 - ``metrics``        Pearson r, MAE, RMSE, R^2

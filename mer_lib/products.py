@@ -6,15 +6,14 @@ identity (what the table is keyed by), the function that reads or computes it
 experiment's configurations of it. :data:`PRODUCTS` holds the three the book reads besides the
 attacks: the explanation-quality tables (NF, S), the attribution-robustness tables and the
 realisability tables of the Listening chapter (one per spectrogram attack mode). A new
-measurement is one module with its table function plus one entry here.
-
-:func:`table_plan` says which tables of which models the chapters read, so the runner can plan
-and run them before any chapter does (:class:`~mer_lib.jobs.TableJob`), and
-:func:`extension_attack_plan` which extension models are attacked.
+measurement is one module with its table function plus one entry here: the entry also says
+which models' tables the chapters read (``reads``), so the runner plans and runs them before
+any chapter does (:class:`~mer_lib.jobs.TableJob`, :func:`table_plan`).
+:func:`extension_attack_plan` says which extension models are attacked.
 
 Example:
-    >>> sorted(PRODUCTS)
-    ['attributions', 'explanations', 'realisability']
+    >>> list(PRODUCTS)                      # in the order the book reads them
+    ['realisability', 'explanations', 'attributions']
     >>> PRODUCTS["explanations"].folder
     'explanations'
 """
@@ -46,6 +45,8 @@ class Product:
         identity: ``(model_key, config, split, data_identity) -> dict``, what a table is keyed by.
         table: ``(trained, data, config, *, split, run_dir, device) -> DataFrame`` (stored; computed when missing).
         configs_of: the experiment's configurations of it (``exp -> list``; one table per model and configuration).
+        reads: ``(paper model jobs, extension model jobs) -> [(model job, chapter), ...]``: the models
+            whose tables the chapters read, each with the first chapter that reads it.
         needs_audio: only for data that hold audio (the excerpts' files).
     """
 
@@ -53,6 +54,7 @@ class Product:
     identity: Callable
     table: Callable
     configs_of: Callable
+    reads: Callable
     needs_audio: bool = False
 
 
@@ -75,15 +77,36 @@ def _realisability_table(trained, data, config: RealisabilityConfig, *, split, r
                              run_dir=run_dir, device=device).table
 
 
+def _family(job) -> str:
+    objective = get_variant(job.variant).objective
+    return "expo" if objective in EXPO_OBJECTIVES else "rar" if objective in RAR_OBJECTIVES else "paper"
+
+
+def _explanations_read(paper_jobs: list, extension_jobs: list) -> list:
+    """NF/S of every paper and ExpO model (the c-sweep and its control included) in Explanations;
+    the Attributions chapter adds those of the RAR models."""
+    return ([(job, "explanations") for job in paper_jobs]
+            + [(job, "explanations") for job in extension_jobs if _family(job) == "expo"]
+            + [(job, "attributions") for job in extension_jobs if _family(job) == "rar"])
+
+
+def _attributions_read(paper_jobs: list, extension_jobs: list) -> list:
+    """Attribution robustness of the paper models and of the ExpO and RAR models of the
+    experiment's default options (the sweep's models are not in that chapter)."""
+    return [(job, "attributions") for job in [*paper_jobs, *(j for j in extension_jobs if not j.options)]]
+
+
+#: The stored measurements besides the attacks, in the order the book reads them.
 PRODUCTS: dict[str, Product] = {
-    "explanations": Product("explanations", quality_identity, explanation_table, lambda exp: [quality_config(exp)]),
-    "attributions": Product("attributions", attribution_identity, attribution_table,
-                            lambda exp: [attribution_config(exp)]),
     "realisability": Product(
         "realisability", lambda key, cfg, split, data_id: realisability_identity(key, cfg.attack, split, data_id, cfg.examples),
         _realisability_table,
         lambda exp: [RealisabilityConfig(exp.attack_config(m, exp.epsilon), exp.wave_examples) for m in exp.modes],
-        needs_audio=True),
+        reads=lambda paper_jobs, extension_jobs: [(job, "listening") for job in paper_jobs], needs_audio=True),
+    "explanations": Product("explanations", quality_identity, explanation_table, lambda exp: [quality_config(exp)],
+                            reads=_explanations_read),
+    "attributions": Product("attributions", attribution_identity, attribution_table,
+                            lambda exp: [attribution_config(exp)], reads=_attributions_read),
 }
 
 
@@ -105,28 +128,12 @@ def table_folder(run_dir: str | Path, product: str, model_key: str, config, spli
     return table_dir(run_dir, spec.folder, model_key, spec.identity(model_key, config, split, data_identity))
 
 
-def _family(job) -> str:
-    objective = get_variant(job.variant).objective
-    return "expo" if objective in EXPO_OBJECTIVES else "rar" if objective in RAR_OBJECTIVES else "paper"
-
-
 def table_plan(paper_jobs: list, extension_jobs: list, *, audio: bool = True) -> list[tuple[str, object, str]]:
     """``(product, model job, chapter)`` of every table the chapters read, each once, in book order
-    (one table per configuration of the product).
-
-    - Listening (``audio``: the data hold audio): realisability of every paper model.
-    - Explanations: NF/S of every paper model, every ExpO model (the c-sweep and its control
-      included); the Attributions chapter adds those of the RAR models.
-    - Attributions: attribution robustness of the paper models and of the ExpO and RAR models
-      of the experiment's default options (the sweep's models are not in that chapter).
-    """
-    plan = [("realisability", job, "listening") for job in paper_jobs] if audio else []
-    plan += [("explanations", job, "explanations") for job in paper_jobs]
-    plan += [("explanations", job, "explanations") for job in extension_jobs if _family(job) == "expo"]
-    plan += [("explanations", job, "attributions") for job in extension_jobs if _family(job) == "rar"]
-    plan += [("attributions", job, "attributions") for job in paper_jobs]
-    plan += [("attributions", job, "attributions") for job in extension_jobs if not job.options]
-    return plan
+    (one table per configuration of the product): each product's ``reads``, in :data:`PRODUCTS`
+    order; a product that ``needs_audio`` only when the data hold audio (``audio``)."""
+    return [(name, job, chapter) for name, product in PRODUCTS.items() if audio or not product.needs_audio
+            for job, chapter in product.reads(paper_jobs, extension_jobs)]
 
 
 def extension_attack_plan(extension_jobs: list) -> list[tuple[object, str]]:

@@ -235,23 +235,35 @@ def _as_dict(self) -> dict:
     return dataclasses.asdict(self)
 
 
-#: Every size knob of a run, one field per :data:`SIZES` row (frozen). Use :func:`get_profile`.
-Profile = dataclasses.make_dataclass(
-    "Profile", [("name", str)] + [(s.name, Any) for s in SIZES], frozen=True,
-    namespace={"__doc__": "Every size knob of a run, one field per row of mer_lib.profiles.SIZES. "
-                          "Use get_profile to get one.",
-               "__module__": __name__,
-               "excerpt_frames": property(_excerpt_frames), "as_dict": _as_dict})
+def make_profiles(sizes: tuple[Size, ...]) -> tuple[type, dict[str, Any]]:
+    """The profile class (a frozen dataclass: ``name`` plus one field per row of ``sizes``) and
+    the validated profiles of :data:`PROFILE_NAMES` built from ``sizes``: what this module does
+    with :data:`SIZES` (a new size is one more row).
+
+    Example:
+        >>> toy = Size("toy_steps", 1, 2, 3, at_least(1), "an integer >= 1", "a toy size")
+        >>> cls, profiles = make_profiles(SIZES + (toy,))
+        >>> profiles["quick"].toy_steps, profiles["paper"].epochs
+        (2, 200)
+    """
+    cls = dataclasses.make_dataclass(
+        "Profile", [("name", str)] + [(s.name, Any) for s in sizes], frozen=True,
+        namespace={"__doc__": "Every size knob of a run, one field per row of mer_lib.profiles.SIZES. "
+                              "Use get_profile to get one.",
+                   "__module__": __name__, "excerpt_frames": property(_excerpt_frames), "as_dict": _as_dict})
+    profiles = {name: _validated(cls(name=name, **{s.name: s.value(name) for s in sizes}), sizes)
+                for name in PROFILE_NAMES}
+    return cls, profiles
 
 
-def _validated(profile: Any) -> Any:
+def _validated(profile: Any, sizes: tuple[Size, ...]) -> Any:
     """``profile`` with each field checked and normalised by its row (lists become tuples)."""
     return dataclasses.replace(profile, **{s.name: s.check(f"profile field {s.name}", getattr(profile, s.name))
-                                           for s in SIZES})
+                                           for s in sizes})
 
 
-PROFILES: dict[str, Any] = {
-    name: _validated(Profile(name=name, **{s.name: s.value(name) for s in SIZES})) for name in PROFILE_NAMES}
+#: Every size knob of a run (one field per :data:`SIZES` row, frozen), and the three profiles.
+Profile, PROFILES = make_profiles(SIZES)
 
 
 def get_profile(name: str, **overrides) -> Profile:
@@ -265,4 +277,4 @@ def get_profile(name: str, **overrides) -> Profile:
     if unknown:
         raise ParameterError(f"unknown profile field(s) {unknown}; known: {sorted(SIZE)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return _validated(dataclasses.replace(PROFILES[name], **changes))
+    return _validated(dataclasses.replace(PROFILES[name], **changes), SIZES)

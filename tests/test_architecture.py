@@ -125,7 +125,7 @@ def test_the_store_reports_every_component_version():
 #: decides; "=name" is the package's ``__init__`` alone). ARCHITECTURE.md draws the same table.
 LAYERS = {
     "core utilities": "errors paths locks store checksums runtime params versions allocator words",
-    "data": "data split wave_excerpts datasets audio frontend spectral_ops profiles reference_data",
+    "data": "data spectrogram_cache split wave_excerpts datasets audio frontend spectral_ops profiles reference_data",
     "models": "models stack",
     "algorithms": "attacks explain attributions metrics",
     "training": "trainer training stack_training train_loop train_config checkpoints stack_members objectives",

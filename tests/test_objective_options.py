@@ -44,3 +44,15 @@ def test_every_size_row_gives_one_checked_value_per_profile_and_is_a_profile_fie
     for s in SIZES:
         for name, profile in PROFILES.items():
             assert s.check(s.name, s.value(name)) == getattr(profile, s.name), (s.name, name)
+
+
+def test_a_new_size_is_one_row_with_a_value_per_profile_and_its_check():
+    from mer_lib.errors import ParameterError
+    from mer_lib.profiles import Size, at_least, make_profiles
+
+    toy = Size("toy_steps", 1, 2, 3, at_least(1), "an integer >= 1", "a toy size", ("ig_norm.attack_steps",))
+    cls, profiles = make_profiles(SIZES + (toy,))
+    assert [profiles[name].toy_steps for name in ("smoke", "quick", "paper")] == [1, 2, 3]
+    assert profiles["quick"].as_dict() == {**PROFILES["quick"].as_dict(), "toy_steps": 2}
+    with pytest.raises(ParameterError, match="profile field toy_steps must be an integer >= 1, got 0"):
+        make_profiles(SIZES + (Size("toy_steps", 1, 2, 0, at_least(1), "an integer >= 1", "a toy size"),))

@@ -166,3 +166,28 @@ def run_attack(trained, data: MerTensors, config: AttackConfig, *, split: str = 
     """The table of :func:`get_attack` (computed when missing, else read from the store)."""
     return get_attack(trained, data, config, split=split, run_dir=run_dir, batch_size=batch_size,
                       device=device, progress=progress).table
+
+
+def perturbation_sizes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model variant (in first-seen order) of an attack table: the kept perturbations' size
+    over all attacked clips of all its seeds. Columns: ``snr`` (median SNR in dB over the clips
+    with a perturbation: a zero perturbation has no SNR), ``linf`` (largest L-inf), ``l2`` (median
+    L2), ``iterations`` (median), ``converged`` and ``zero`` (% of clips that converged / kept
+    no perturbation).
+
+    Example:
+        >>> t = pd.DataFrame({"variant": ["a2e", "a2e"], "snr_db": [40.0, float("inf")], "linf": [1e-3, 0.0],
+        ...                   "l2": [0.5, 0.0], "iterations": [3, 0], "converged": [True, True]})
+        >>> perturbation_sizes(t).loc["a2e"].tolist()
+        [40.0, 0.001, 0.25, 1.5, 100.0, 50.0]
+    """
+    missing = [c for c in ("variant", "snr_db", "linf", "l2", "iterations", "converged") if c not in table.columns]
+    if missing:
+        raise ParameterError(f"table lacks column(s) {missing}; expected an attack table (run_attack)")
+    rows = {}
+    for variant, part in table.groupby("variant", sort=False):
+        finite = part.snr_db[part.snr_db.abs() != float("inf")].dropna()
+        rows[variant] = {"snr": finite.median() if len(finite) else float("nan"), "linf": part.linf.max(),
+                         "l2": part.l2.median(), "iterations": part.iterations.median(),
+                         "converged": 100 * part.converged.mean(), "zero": 100 * (part.l2 == 0).mean()}
+    return pd.DataFrame.from_dict(rows, orient="index")
