@@ -38,7 +38,7 @@ MIN_SECONDS = 1.0
 
 def _soundfile_formats() -> set[str]:
     """Lower-case file extensions that libsndfile decodes itself."""
-    import soundfile as sf
+    import soundfile as sf   # lazy: only the decoder in use is loaded
 
     formats = {f.lower() for f in sf.available_formats()}
     aliases = {"aiff": {"aif", "aifc"}, "ogg": {"oga", "opus"}}  # extensions of those formats
@@ -51,7 +51,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     soundfile is tried first. If it fails on a format it supports (WAV, FLAC, OGG, MP3, ...)
     the file is corrupt; only for other formats (e.g. M4A) is ``librosa.load`` tried.
     """
-    import soundfile as sf
+    import soundfile as sf   # lazy: only the decoder in use is loaded
 
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -63,7 +63,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
             f"cannot read audio file {path}: it is corrupt or not a valid "
             f"{path.suffix.lstrip('.').upper()} file (libsndfile reports: {sf_error})")
     try:
-        import librosa
+        import librosa   # lazy: only the decoder in use is loaded
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -149,7 +149,7 @@ def prepare_waveform(signal: np.ndarray | torch.Tensor, sr: int,
     if not torch.isfinite(x).all():
         raise DataLayoutError("signal contains NaN or infinite samples")
     if sr != SAMPLE_RATE:
-        import torchaudio.functional as taf
+        import torchaudio.functional as taf   # lazy: only the decoder in use is loaded
 
         x = taf.resample(x, orig_freq=sr, new_freq=SAMPLE_RATE)
     nz = torch.nonzero(x).flatten()

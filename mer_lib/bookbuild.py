@@ -39,6 +39,7 @@ import yaml
 from .allocator import keep_large_buffers
 from .errors import MerError, ParameterError
 from .profiles import PROFILES
+from .experiments import Experiment, parameter_cell, parse_parameters
 
 
 MATHJAX_PARTS = ("MathJax.js", "config", "extensions", "jax/input/TeX", "jax/output/HTML-CSS",
@@ -79,7 +80,7 @@ def stage(root: Path, staged: Path) -> None:
             dst = staged / src.relative_to(root / "book")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-    import jupyter_server_mathjax
+    import jupyter_server_mathjax   # lazy: the book extra
 
     # Only what MathJax 2's TeX-AMS-MML_HTMLorMML-full configuration loads. It goes to an
     # html_extra_path folder (copied verbatim to the site), not to _static, whose .js files
@@ -114,9 +115,8 @@ def sync_parameter_cells(root: Path) -> list[str]:
     Run it (``python -m mer_lib.bookbuild --sync-parameters``) after adding a parameter to
     :data:`mer_lib.experiments.PARAMETERS`; returns the chapters that changed.
     """
-    import nbformat
+    import nbformat   # lazy: the book extra
 
-    from .experiments import parameter_cell
 
     changed = []
     for name in chapters(root):
@@ -138,8 +138,6 @@ def check_parameters(root: Path, names: list[str], params: dict) -> dict:
     Raises ParameterError for a name no chapter declares, and for any value the experiment
     spec rejects (:meth:`mer_lib.experiments.Experiment.from_parameters`).
     """
-    from .experiments import Experiment, parse_parameters
-
     declared = set()
     for name in names:
         declared.update(declared_parameters(root / "book" / f"{name}.ipynb"))
@@ -156,7 +154,7 @@ def collapse_parameter_cells(notebook: Path) -> None:
     """Tag the ``parameters`` cell and papermill's ``injected-parameters`` cell ``hide-cell``, so
     the site shows them collapsed (a reader opens them on a click) and a chapter opens on its
     question; where the ``parameters`` cell is tagged ``remove-cell`` (the front page), both go."""
-    import nbformat
+    import nbformat   # lazy: the book extra
 
     nb = nbformat.read(notebook, as_version=4)
     cells = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
@@ -175,7 +173,7 @@ def execute(root: Path, staged: Path, chapter: str, parameters: dict, log=print,
     The kernel's output streams (the runner's progress lines) are copied to this process's
     stdout and stderr while the chapter runs.
     """
-    import papermill
+    import papermill   # lazy: the book extra
 
     source = root / "book" / f"{chapter}.ipynb"
     target = staged / f"{chapter}.ipynb"

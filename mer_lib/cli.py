@@ -26,8 +26,13 @@ import argparse
 import sys
 
 from .allocator import keep_large_buffers
-from .errors import MerError
+from .errors import MerError, ParameterError
+from .experiments import PARAMETERS, Experiment
 from .jobs import KINDS
+from .models import VARIANTS
+from .params import parse_cli_list
+from .runner import AttackJob, JobError, Runner, TrainJob
+from .training import TrainConfig, get_trained
 
 EPILOG = """\
 Models are stored under RUN_DIR/models/<variant>/<key>/ (config.json, history.csv, model.pt;
@@ -108,8 +113,6 @@ DATA_OPTIONS = ("profile", "device", "data", "n_clips", "clip_seconds", "corpus_
 
 def _add_experiment_options(parser: argparse.ArgumentParser, *, only=None, skip=()) -> None:
     """One option per chapter parameter (``--n-clips`` for ``n_clips``), plus ``--run-dir``."""
-    from .experiments import PARAMETERS
-
     group = parser.add_argument_group("experiment (the chapters' parameters; default: the profile's)")
     for p in PARAMETERS:
         if (only is not None and p.name not in only) or p.name in skip:
@@ -125,9 +128,6 @@ def _add_experiment_options(parser: argparse.ArgumentParser, *, only=None, skip=
 
 def _experiment(args: argparse.Namespace, **fixed):
     """The :class:`~mer_lib.experiments.Experiment` of the options given (plus ``fixed`` ones)."""
-    from .experiments import PARAMETERS, Experiment
-    from .params import parse_cli_list
-
     params = {}
     for p in PARAMETERS:
         value = getattr(args, p.name, None)
@@ -139,8 +139,6 @@ def _experiment(args: argparse.Namespace, **fixed):
 
 
 def _runner(args: argparse.Namespace, **fixed):
-    from .runner import Runner
-
     return Runner(_experiment(args, **fixed), args.run_dir,
                   progress=not getattr(args, "no_progress", False))
 
@@ -155,8 +153,6 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import JobError
-
     runner = _runner(args)
     try:
         report = runner.run(args.engine, kinds=_kinds(args), address=args.address)
@@ -170,8 +166,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _wave_attack(args: argparse.Namespace) -> int:
     """``attack --domain waveform``: one waveform attack of one model, its stored table summarised."""
-    from .errors import ParameterError
-
     if args.mode != "projected":
         raise ParameterError("--mode applies to spectrogram attacks; a waveform attack takes --threat "
                              f"and --snr-db (got --mode {args.mode})")
@@ -199,16 +193,11 @@ def _wave_attack(args: argparse.Namespace) -> int:
 
 
 def _attack(args: argparse.Namespace) -> int:
-    from .runner import AttackJob, TrainJob
-
     if args.domain == "waveform":
         return _wave_attack(args)
     if args.threat is not None or args.snr_db is not None:
-        from .errors import ParameterError
-
         raise ParameterError("--threat and --snr-db apply to --domain waveform")
 
-    from .params import parse_cli_list
 
     epsilons = parse_cli_list(args.epsilon if args.epsilon is not None else "0.001")
     runner = _runner(args, variants=[args.variant], seeds=[args.seed], modes=[args.mode],
@@ -234,8 +223,6 @@ def _attack(args: argparse.Namespace) -> int:
 
 
 def _list_variants() -> int:
-    from .models import VARIANTS
-
     rows = [("name", "label", "head", "concept_w", "objective", "description")]
     rows += [(v.name, v.label, v.head, f"{v.concept_weight:g}", v.objective, v.description)
              for v in VARIANTS.values()]
@@ -246,8 +233,6 @@ def _list_variants() -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, get_trained
-
     overrides = dict(epochs=args.epochs, patience=args.patience, width=args.width,
                      batch_size=args.batch_size, lr=args.lr, adv_every=args.adv_every,
                      bf16=args.bf16 or None, channels_last=args.channels_last or None)

@@ -53,6 +53,10 @@ import torch
 from . import summaries
 from .errors import ParameterError
 from .models import get_variant
+from .attacks.results import get_attack
+from .explain.report import explanation_table
+from .attributions.report import attribution_table
+from .published import per_run
 
 #: The columns :func:`per_model` can fill, in table order.
 COLUMNS = ("avg_r", "mae", "delta_mae", "mae_final", "nf", "stability", "topk_intersection", "kendall_tau",
@@ -84,8 +88,6 @@ def attack_tables(models, data, config, *, split: str = "test", run_dir: str | P
     Each table is read from the store or computed and stored
     (:func:`mer_lib.attacks.results.get_attack`).
     """
-    from .attacks.results import get_attack
-
     items = model_list(models)
     if not items:
         raise ParameterError("attack_tables needs at least one model")
@@ -96,8 +98,6 @@ def attack_tables(models, data, config, *, split: str = "test", run_dir: str | P
 def explanation_tables(models, data, config, *, split: str = "test", run_dir: str | Path,
                        device: str | torch.device | None = None) -> pd.DataFrame:
     """The NF/S tables (:func:`mer_lib.explain.report.explanation_table`) of ``models``, concatenated."""
-    from .explain.report import explanation_table
-
     items = model_list(models)
     if not items:
         raise ParameterError("explanation_tables needs at least one model")
@@ -109,8 +109,6 @@ def attribution_tables(models, data, config, *, split: str = "test", run_dir: st
                        device: str | torch.device | None = None) -> pd.DataFrame:
     """The attribution-robustness tables (:func:`mer_lib.attributions.report.attribution_table`)
     of ``models`` under one :class:`~mer_lib.attributions.report.AttributionConfig`, concatenated."""
-    from .attributions.report import attribution_table
-
     items = model_list(models)
     if not items:
         raise ParameterError("attribution_tables needs at least one model")
@@ -128,8 +126,6 @@ def per_model(models, data, *, split: str = "test", attacks: pd.DataFrame | None
     (those of :func:`attack_tables` / :func:`explanation_tables` / :func:`attribution_tables`);
     without them, or for a model they lack, the columns are NaN.
     """
-    from .published import per_run
-
     items = model_list(models)
     rows = []
     for m in items:

@@ -40,6 +40,8 @@ from .profiles import Profile, get_profile
 from .split import SPLIT_SEED, SPLITS, split_indices  # noqa: F401  (re-exported: mer_lib.data.split_indices)
 from .spectrogram_cache import compute_spectrograms, spectrogram_cache_dir  # noqa: F401 (re-exported)
 from .versions import FRONTEND_VERSION, GENERATOR_VERSION  # noqa: F401 (FRONTEND_VERSION re-exported)
+from .datasets.synthetic import generate_corpus
+from .datasets.corpus import load_corpus
 
 @dataclass
 class MerTensors:
@@ -218,8 +220,6 @@ def synthetic_root(profile: Profile, *, home: str | Path | None = None, seed: in
     ``n_clips`` and ``clip_seconds`` default to the profile's values only when None; any
     other value is validated (at least 10 clips of at least ``audio.MIN_SECONDS`` s).
     """
-    from .datasets.synthetic import generate_corpus
-
     n = profile.n_clips if n_clips is None else check_int("n_clips", n_clips, minimum=10)
     secs = profile.clip_seconds if clip_seconds is None else check_positive("clip_seconds",
                                                                              clip_seconds)
@@ -263,8 +263,6 @@ def load_dataset(profile: Profile | str = "quick", data: str | Path | None = Non
         >>> ds.x.shape                                      # doctest: +SKIP
         torch.Size([40, 1, 63, 149])
     """
-    from .datasets.corpus import load_corpus
-
     if isinstance(profile, str):
         profile = get_profile(profile)
     if excerpt_seconds is not None:

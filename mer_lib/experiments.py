@@ -54,6 +54,12 @@ from .parameters import (ALL_VARIANTS, EXPO_VARIANTS, PARAMETER_NAMES, PARAMETER
                          VARIANT_FAMILIES, Param, _BY_NAME, _KERNEL_NAMES, _PLAIN,
                          check_distinct_numbers, check_seeds, check_variants,
                          parameter_cell, parse_parameters)
+from .metrics import evaluate, predict
+from .runtime import resolve_device
+from .datasets import EMOTIONS
+from .training import TrainConfig
+from .attacks import AttackConfig
+from .attacks.wave_config import WaveAttackConfig
 
 
 # --------------------------------------------------------------------------------------
@@ -154,8 +160,6 @@ class Experiment:
 
     @classmethod
     def _validated(cls, v: dict) -> "Experiment":
-        from .runtime import resolve_device
-
         if not isinstance(v["profile"], str) or v["profile"] not in PROFILES:
             raise ParameterError(f"profile must be one of {sorted(PROFILES)}, got {v['profile']!r}")
         prof = get_profile(v["profile"])
@@ -179,7 +183,6 @@ class Experiment:
         corpus_seed = c("corpus_seed")
         cue = v["spurious_cue"]
         if cue is not None:
-            from .datasets import EMOTIONS
             check_choice("spurious_cue", cue, [None, *EMOTIONS])
         if data != "synthetic":
             if not Path(data).expanduser().is_dir():
@@ -259,8 +262,6 @@ class Experiment:
 
     def train_config(self, variant: str, seed: int):
         """The :class:`~mer_lib.training.TrainConfig` of one model of the grid."""
-        from .training import TrainConfig
-
         return TrainConfig.from_profile(self.profile, variant, seed, **self.train_overrides())
 
     def models(self) -> list[tuple[str, int]]:
@@ -269,8 +270,6 @@ class Experiment:
 
     def attack_config(self, mode: str, epsilon: float):
         """The :class:`~mer_lib.attacks.AttackConfig` of one attack of the grid."""
-        from .attacks import AttackConfig
-
         check_choice("mode", mode, MODES)
         if mode == "reference":
             return AttackConfig(mode="reference", epsilon=epsilon, step_size=self.step_size,
@@ -287,8 +286,6 @@ class Experiment:
     def wave_config(self, threat: str, budget: float | None = None):
         """The :class:`~mer_lib.attacks.wave_config.WaveAttackConfig` of one waveform attack:
         ``threat="snr"`` at ``budget`` dB, or ``"linf"`` at :attr:`wave_epsilon`."""
-        from .attacks.wave_config import WaveAttackConfig
-
         common = dict(step_fraction=self.wave_step_fraction, max_iterations=self.wave_max_iterations,
                       examples=self.wave_examples)
         if threat == "snr":
@@ -338,8 +335,6 @@ class Experiment:
 
 def evaluate_grid(grid: dict, data, split: str = "test") -> pd.DataFrame:
     """One row per model of ``{(variant, seed): TrainedModel}`` with every metric on ``split``."""
-    from .metrics import evaluate, predict
-
     x, emotions, midlevel = data.subset(split)
     rows = []
     for (variant, seed), trained in grid.items():

@@ -29,6 +29,9 @@ from .errors import ParameterError
 from .models import get_variant
 from .parameters import PARAMETERS
 from .profiles import SIZES
+from .training import get_trained, run_identity, run_key, TrainConfig
+from .jobs import epoch_logger, TrainJob
+from .explain.report import QualityConfig
 
 #: The paper's system each head is fine-tuned from.
 BASE_OF_HEAD = {"direct": "a2e", "bottleneck": "a2b2e"}
@@ -94,8 +97,6 @@ def extension_config(exp, variant: str, seed: int, data, **options: Any):
 
     ``options`` are objective options (e.g. ``c=0.5``) on top of the profile's.
     """
-    from .training import TrainConfig, run_identity, run_key
-
     spec = get_variant(variant)
     if spec.name in BASE_OF_HEAD.values() or spec.adversarial:
         raise ParameterError(f"{variant} is one of the paper's systems, not an extension variant")
@@ -133,8 +134,6 @@ def extension_plan(exp, data) -> list[dict]:
         >>> [(r["variant"], dict(r["options"])) for r in rows][:3]                # doctest: +SKIP
         [('expof_a2e', {}), ('expos_a2e', {}), ('expof_a2e', {'c': 0.1})]
     """
-    from .training import run_identity, run_key
-
     seed0 = exp.extension_seeds[0]
     wanted = [(v, s, (), "explanations") for v in exp.expo_variants for s in exp.extension_seeds]
     wanted += [("expof_a2e", seed0, (("c", float(c)),), "explanations") for c in exp.c_values]
@@ -158,9 +157,6 @@ def extension_plan(exp, data) -> list[dict]:
 
 def extension_model(runner, variant: str, seed: int, **options: Any):
     """The trained extension model (stored, or trained now after its base model if needed)."""
-    from .jobs import TrainJob, epoch_logger
-    from .training import get_trained, run_identity, run_key
-
     config = extension_config(runner.exp, variant, seed, runner.data, **options)
     if config.init_from is not None:                    # its base model must exist first
         base = base_variant(variant)
@@ -227,7 +223,5 @@ def extension_seeds_sentence(exp) -> str:
 
 def quality_config(exp, *, seed: int = 0):
     """The :class:`~mer_lib.explain.report.QualityConfig` of an experiment's explanation metrics."""
-    from .explain.report import QualityConfig
-
     return QualityConfig(bands=exp.patch_bands, segments=exp.patch_segments, sigma=exp.sigma_eval,
                          n_neighbours=exp.n_neighbours_eval, n_examples=exp.explain_examples, seed=seed)

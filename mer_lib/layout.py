@@ -53,14 +53,14 @@ STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (PAGE_WIDTH_IN
 
 def book_style() -> None:
     """Set matplotlib's defaults to the book's figure sizes and fonts (call once per chapter)."""
-    import matplotlib as mpl
+    import matplotlib as mpl   # lazy: plotting and glue only where a page needs them
 
     mpl.rcParams.update(STYLE)
 
 
 def page_figure(nrows: int = 1, ncols: int = 1, *, height: float = 3.2, **kwargs):
     """``plt.subplots`` at the page's width (constrained layout); returns ``(fig, axes)``."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # lazy: plotting and glue only where a page needs them
 
     kwargs.setdefault("constrained_layout", True)
     return plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, height), **kwargs)
@@ -68,7 +68,7 @@ def page_figure(nrows: int = 1, ncols: int = 1, *, height: float = 3.2, **kwargs
 
 def figure_problems(fig) -> list[str]:
     """What keeps ``fig`` from being legible on the page: too wide, or text below the minimum."""
-    from matplotlib.text import Text
+    from matplotlib.text import Text   # lazy: plotting and glue only where a page needs them
 
     problems = []
     width = fig.get_size_inches()[0]
@@ -83,8 +83,8 @@ def figure_problems(fig) -> list[str]:
 
 def glue_figure(name: str, fig) -> None:
     """Check ``fig`` (:func:`figure_problems`), glue it as ``name`` and close it."""
-    import matplotlib.pyplot as plt
-    from myst_nb import glue
+    import matplotlib.pyplot as plt   # lazy: plotting and glue only where a page needs them
+    from myst_nb import glue   # lazy: plotting and glue only where a page needs them
 
     problems = figure_problems(fig)
     if problems:
@@ -209,8 +209,8 @@ def markdown_table(frame: pd.DataFrame, columns: Mapping[str, str] | None = None
 def glue_number(name: str, value, digits: int = 3, *, fmt: str | None = None) -> None:
     """Glue ``value`` for the prose (``{glue:md}`name```) formatted as the tables format it
     (:func:`number`), or with the format spec ``fmt`` (e.g. ``".2f"``); ``"–"`` for NaN."""
-    from IPython.display import Markdown
-    from myst_nb import glue
+    from IPython.display import Markdown   # lazy: plotting and glue only where a page needs them
+    from myst_nb import glue   # lazy: plotting and glue only where a page needs them
 
     missing = value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value))
     text = number(value, digits) if fmt is None or missing else format(value, fmt).replace("e-", "e" + MINUS)
@@ -219,8 +219,8 @@ def glue_number(name: str, value, digits: int = 3, *, fmt: str | None = None) ->
 
 def glue_p(name: str, p: float) -> None:
     """Glue a p-value for the prose, written after "p": ``"< 1e-4"`` or ``"= 0.046"``."""
-    from IPython.display import Markdown
-    from myst_nb import glue
+    from IPython.display import Markdown   # lazy: plotting and glue only where a page needs them
+    from myst_nb import glue   # lazy: plotting and glue only where a page needs them
 
     text = p_value(p)
     glue(name, Markdown(text if text.startswith("<") else f"= {text}"), display=False)
@@ -237,7 +237,7 @@ def placeholder_figure(text: str):
 
 def log_x(ax, values) -> None:
     """A log x axis with 3–4 ticks in plain numbers (``values`` may span less than a decade)."""
-    from matplotlib.ticker import FuncFormatter, NullLocator
+    from matplotlib.ticker import FuncFormatter, NullLocator   # lazy: plotting and glue only where a page needs them
 
     ax.set_xscale("log")
     v = np.asarray(values, dtype=float)
@@ -261,7 +261,7 @@ def glue_table(name: str, frame: pd.DataFrame, columns: Mapping[str, str] | None
         ```
         :::
     """
-    from IPython.display import Markdown
-    from myst_nb import glue
+    from IPython.display import Markdown   # lazy: plotting and glue only where a page needs them
+    from myst_nb import glue   # lazy: plotting and glue only where a page needs them
 
     glue(name, Markdown(markdown_table(frame, columns, **kwargs)), display=False)

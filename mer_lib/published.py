@@ -31,13 +31,13 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
 from .datasets import EMOTIONS
 from .errors import DataLayoutError
 from .metrics import ConstantColumnWarning, evaluate
+from .attacks.reference_logs import read_reference_logs
 
 #: Table 1: clean test set, mean and std over 10 seeds; (mean, std) pairs, as printed.
 TABLE1 = {
@@ -121,8 +121,6 @@ def published_logs(folder: str | Path | None = None,
     ``../experiments_map.json`` if it exists, else the paper's map for the shipped logs and
     no map otherwise, which leaves ``variant`` as None).
     """
-    from .attacks.reference_logs import read_reference_logs
-
     folder = PUBLISHED_LOGS if folder is None else Path(folder)
     logs = read_reference_logs(folder)
     if mapping is None:

@@ -30,7 +30,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .experiments import PARAMETERS
+from .runtime import resolve_device
+from .errors import DataLayoutError
 
 #: The packages whose versions the statement lists (those that decide the numbers and the site).
 PACKAGES = ("mer-lib", "torch", "torchaudio", "numpy", "scipy", "pandas", "captum", "jupyter-book")
@@ -96,10 +100,6 @@ def git_state(folder: str | Path | None = None) -> str:
 
 def device_description(device: str = "auto") -> str:
     """The device the chapter's tensors ran on, in words (GPU name, or CPU with its thread count)."""
-    import torch
-
-    from .runtime import resolve_device
-
     dev = resolve_device(device)
     if dev.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(dev)}"
@@ -156,9 +156,8 @@ def citation_bibtex(cff: str | Path) -> str:
         >>> text.startswith("@software{mer_robustness,") and "@inproceedings{hoedt2025" in text
         True
     """
-    import yaml
+    import yaml   # lazy: a book dependency
 
-    from .errors import DataLayoutError
 
     path = Path(cff)
     try:

@@ -52,6 +52,13 @@ from .comparison import attack_tables
 from .products import PRODUCTS, table_folder
 from .step_costs import step_costs
 from .store import is_stored, open_store
+from .stack import check_stack_size
+from .data import load_dataset
+from .runtime import resolve_device
+from .training import get_trained
+from .attacks.results import get_attack
+from .attacks.wave_results import get_wave_attack
+from .ray_engine import run_on_ray
 
 ENGINES = ("inprocess", "ray")
 
@@ -73,8 +80,6 @@ class Runner:
         if not isinstance(experiment, Experiment):
             raise ParameterError(f"experiment must be an Experiment, got {type(experiment).__name__}")
         if stack_size is not None:
-            from .stack import check_stack_size
-
             check_stack_size(stack_size)
         self._stack_size = stack_size
         self.exp = experiment
@@ -91,8 +96,6 @@ class Runner:
     def data(self):
         """The experiment's :class:`~mer_lib.data.MerTensors` (loaded, or generated, on first use)."""
         if self._data is None:
-            from .data import load_dataset
-
             self._data = load_dataset(self.exp.profile, home=self.run_dir, device=self.device,
                                       progress=self.progress, **self.exp.load_kwargs())
         return self._data
@@ -100,8 +103,6 @@ class Runner:
     @property
     def device(self):
         """The experiment's device as a ``torch.device`` (``auto``: CUDA when available)."""
-        from .runtime import resolve_device
-
         return resolve_device(self.exp.device)
 
     def train_jobs(self) -> list[TrainJob]:
@@ -205,8 +206,6 @@ class Runner:
     # ------------------------------------------------------------------ executing one job
     def train(self, job: TrainJob):
         """The trained model of ``job`` (loaded when stored, else trained with progress lines)."""
-        from .training import get_trained
-
         if (job.variant, job.seed) not in self._models:
             tm = get_trained(job.variant, job.seed, self.data, self.exp.profile, self.run_dir,
                              device=self.device, progress=False,
@@ -217,14 +216,10 @@ class Runner:
 
     def attack(self, job: AttackJob):
         """The :class:`~mer_lib.attacks.results.StoredTable` of ``job`` (computed when missing)."""
-        from .attacks.results import get_attack
-
         if job.key in self._stacked_tables:            # attacked in a stack by this runner
             return self._stacked_tables[job.key]
         trained = self.model_of(job.model)
         if is_wave(job.config):
-            from .attacks.wave_results import get_wave_attack
-
             return get_wave_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
                                    device=self.device)
         return get_attack(trained, self.data, job.config, split=job.split, run_dir=self.run_dir,
@@ -292,8 +287,6 @@ class Runner:
                  f"timing(s) ({engine})")
         t0 = time.perf_counter()
         if engine == "ray":
-            from .ray_engine import run_on_ray
-
             outcomes = run_on_ray(todo, functools.partial(execute_job, self.exp, str(self.run_dir)), self.data,
                                   device=self.exp.device, log=self.log, address=address, stacks=self.stacks(todo))
             report = report_from_outcomes("ray", outcomes)

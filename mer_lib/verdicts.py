@@ -29,7 +29,10 @@ import pandas as pd
 
 from . import findings as F
 from .claims import paper_claims
-from .comparison import attack_tables, attribution_tables, explanation_tables, system_label
+from .comparison import attack_tables, attribution_tables, explanation_tables, per_model, system_label
+from .attributions.report import attribution_config
+from .extensions import extension_models, quality_config
+from .published import published_logs
 
 #: The reference every extension comparison is made against.
 REFERENCE = "A2E"
@@ -53,9 +56,6 @@ class BookTables:
 
 def book_tables(runner) -> BookTables:
     """The run's stored tables of every system (each is computed first if it is missing)."""
-    from .attributions.report import attribution_config
-    from .extensions import extension_models, quality_config
-
     exp, data, dev = runner.exp, runner.data, runner.device
     paper = runner.models()
     expo = extension_models(runner)
@@ -73,8 +73,6 @@ def book_tables(runner) -> BookTables:
 def claims(runner, mode: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The paper's three claims on its published logs and on this run's ``mode`` attack (default:
     projected when the run has it): ``(published, this run, mode)``."""
-    from .published import published_logs
-
     exp = runner.exp
     mode = mode or ("projected" if "projected" in exp.modes else exp.modes[0])
     logs = published_logs(exp.reference_logs)
@@ -120,8 +118,6 @@ def robustness_decisions(attacks: pd.DataFrame, attributions: pd.DataFrame, syst
 
 def accuracy_decisions(models: dict, data, split: str = "test", systems=None) -> pd.DataFrame:
     """Every system against A2E on clean avg r, the seeds as the unit (one value per model)."""
-    from .comparison import per_model
-
     rows = F.model_rows(per_model(models, data, split=split), ["avg_r"])
     return _against_reference(rows, ("avg_r",), systems=systems)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..data import MerTensors
+from ..data import MerTensors, TILED
 from ..errors import ParameterError
 from ..runtime import evaluating
 from ..store import StoredTable, get_table, identity_key, table_dir
@@ -94,8 +94,6 @@ def get_wave_attack(trained, data: MerTensors, config: WaveAttackConfig, *, spli
 def wave_excerpts_notes(data: MerTensors, split: str, config: WaveAttackConfig) -> dict[str, str]:
     """Clip id -> why it is not attacked in audio (the clips :func:`wave_excerpts` leaves out),
     without reading any audio file."""
-    from ..data import TILED
-
     starts = data.info.get("excerpt_starts") or []
     rows = [int(i) for i in data.split[split]][:config.examples]
     return {data.ids[r]: "the clip is shorter than the excerpt (its spectrogram was tiled)"

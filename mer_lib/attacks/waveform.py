@@ -50,7 +50,7 @@ from ..spectral_ops import peak_normalise
 from .engine import AttackResult
 from .generic import Evaluation, example_mse, run_engine
 from .precision import full_float32
-from .steps import L2Step, LinfBall, SignStep, per_example
+from .steps import L2Ball, L2Step, LinfBall, per_example, SignStep
 from .stopping import CorrelationStop
 from .wave_config import WaveAttackConfig
 
@@ -115,8 +115,6 @@ class RelativeL2Ball:
 
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Uniform points of the ball (float32, CPU)."""
-        from .steps import L2Ball
-
         return self(L2Ball(self.radius).sample(shape, generator))
 
     def __repr__(self) -> str:

@@ -101,7 +101,7 @@ def lime_explanations(model: Callable, x: torch.Tensor, grid: PatchGrid, *, seed
         perturbations_per_eval: masked copies per forward pass.
     """
     try:
-        from captum.attr import Lime
+        from captum.attr import Lime   # lazy: captum takes a second to import
     except ImportError as err:  # pragma: no cover - captum is a dependency of the book
         raise ImportError("LIME explanations need captum: pip install 'captum>=0.7'") from err
     check_int("seed", seed, minimum=0)
