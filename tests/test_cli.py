@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import mer_lib.runner as runner_module
 from mer_lib.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,13 +74,12 @@ def test_bad_options_are_one_line_with_status_2(home, capsys, argv, words):
 
 
 def test_run_with_a_failing_job_exits_1_with_one_line(home, capsys, monkeypatch):
-    import mer_lib.training as training
     from mer_lib.errors import TrainingError
 
     def failing(*args, **kwargs):
         raise TrainingError("the loss became nan at epoch 1")
 
-    monkeypatch.setattr(training, "get_trained", failing)
+    monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
     assert main(["run", *GRID, "--variants", "a2e"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: 1 job(s) failed: train a2e seed 6: TrainingError: the loss became nan")

@@ -7,6 +7,7 @@ import soundfile as sf
 import torch
 
 from mer_lib import data as D
+from mer_lib import spectrogram_cache as SC
 from mer_lib.errors import DataLayoutError, ParameterError
 from mer_lib.frontend import FPS, SAMPLE_RATE
 from mer_lib.profiles import get_profile
@@ -82,7 +83,7 @@ def test_spectrogram_cache_is_reused_and_never_half_written(tmp_path, monkeypatc
     first = D.compute_spectrograms(clips, home=home, progress=False, workers=2)
     assert [s.shape[0] for s in first] == [int(np.ceil(SAMPLE_RATE / (SAMPLE_RATE / FPS)))] * 3
     # second run: nothing is computed (the front end must not even be built)
-    monkeypatch.setattr(D, "LogFiltSpec", lambda: (_ for _ in ()).throw(AssertionError("recomputed")))
+    monkeypatch.setattr(SC, "LogFiltSpec", lambda: (_ for _ in ()).throw(AssertionError("recomputed")))
     second = D.compute_spectrograms(clips, home=home, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
@@ -99,7 +100,7 @@ def test_cache_entry_is_the_clip_alone_on_one_thread(tmp_path, one_torch_thread)
     from mer_lib.audio import load_waveform
     for clip, spec in zip(clips, specs):
         with torch.no_grad():
-            alone = D.LogFiltSpec()(load_waveform(clip))
+            alone = SC.LogFiltSpec()(load_waveform(clip))
         assert torch.equal(spec, alone)
     assert [s.shape[0] for s in specs] == [int(np.ceil(len(sf.read(c)[0]) / (SAMPLE_RATE / FPS)))
                                            for c in clips]
@@ -107,8 +108,8 @@ def test_cache_entry_is_the_clip_alone_on_one_thread(tmp_path, one_torch_thread)
 
 def test_compute_spectrograms_reuses_given_digests(tmp_path, monkeypatch):
     clips = [_tone(tmp_path / f"c{i}.wav", 220.0 * (i + 1)) for i in range(2)]
-    digests = [D.file_digest(c) for c in clips]
-    monkeypatch.setattr(D, "file_digest", lambda p: (_ for _ in ()).throw(AssertionError("hashed")))
+    digests = [SC.file_digest(c) for c in clips]
+    monkeypatch.setattr(SC, "file_digest", lambda p: (_ for _ in ()).throw(AssertionError("hashed")))
     D.compute_spectrograms(clips, home=tmp_path, progress=False, digests=digests)
     assert sorted(p.stem for p in D.spectrogram_cache_dir(tmp_path).glob("*.npy")) == sorted(digests)
     with pytest.raises(ParameterError, match="one entry per audio path"):

@@ -215,3 +215,11 @@ def test_parameter_cell_defines_every_parameter_with_its_default():
     ns.pop("__builtins__")
     assert tuple(ns) == PARAMETER_NAMES
     assert Experiment.from_namespace(ns) == Experiment.from_parameters()
+
+
+def test_the_experiment_holds_exactly_the_parameter_table_in_its_order_and_no_defaults_of_its_own():
+    import dataclasses
+
+    fields = dataclasses.fields(Experiment)
+    assert tuple(f.name for f in fields) == PARAMETER_NAMES
+    assert all(f.default is dataclasses.MISSING for f in fields)    # every value comes from the table

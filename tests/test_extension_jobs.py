@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import mer_lib.runner as runner_module
 import mer_lib.store as store
 import mer_lib.training as training
 from mer_lib.comparison import explanation_tables
@@ -85,7 +86,7 @@ def test_a_failed_base_model_skips_its_extension_models_and_names_it(tmp_path, r
             raise TrainingError("training a2e seed 6: the loss became nan at epoch 1, batch 1 of 4")
         return real(variant, seed, *args, **kwargs)
 
-    monkeypatch.setattr(training, "get_trained", failing)
+    monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
     other = Runner(Experiment.from_parameters(**SPEC), tmp_path, data=runner.data, **QUIET)
     with pytest.raises(JobError, match="1 job\\(s\\) failed: train a2e seed 6: TrainingError.*; "
                                        "4 job\\(s\\) skipped because their model failed"):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import mer_lib.attacks.results as results
+import mer_lib.runner as runner_module
 import mer_lib.store as store
 from mer_lib.attacks import AttackConfig
 from mer_lib.data import MerTensors
@@ -217,7 +218,7 @@ def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, 
             raise TrainingError("training a2m2e seed 6: the loss became nan at epoch 1, batch 1 of 4")
         return real(variant, seed, *args, **kwargs)
 
-    monkeypatch.setattr(training, "get_trained", failing)
+    monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
     exp = Experiment.from_parameters(**SMOKE, variants=["a2e", "a2m2e"], modes=["projected"], epsilons=[0.01])
     runner = Runner(exp, tmp_path, data=baseline.runner.data, **QUIET)
     with pytest.raises(JobError) as info:
@@ -246,7 +247,7 @@ def test_a_failed_reference_model_skips_every_step_timing_and_names_it(tmp_path,
             raise TrainingError("training a2e seed 6: the loss became nan at epoch 1, batch 1 of 4")
         return real(variant, seed, *args, **kwargs)
 
-    monkeypatch.setattr(training, "get_trained", failing)
+    monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
     exp = Experiment.from_parameters(**SMOKE, variants=["a2e", "a2m2e"], modes=["projected"], epsilons=[0.01])
     runner = Runner(exp, tmp_path, data=baseline.runner.data, **QUIET)
     report = runner.run(kinds=("train", "cost"), raise_on_failure=False)
