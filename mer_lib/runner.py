@@ -265,9 +265,8 @@ class Runner:
 
     def step_cost(self, job: CostJob):
         """The step times of ``job``'s system beside the reference's (timed when not stored)."""
-        models = [self.model_of(n) for n in job.needs]
-        return step_costs(models, self.data, repeats=job.repeats, run_dir=self.run_dir,
-                          reference=job.reference.variant if job.reference is not None else job.model.variant)
+        models = [self.model_of(n) for n in job.needs]   # without a reference model: no cost ratio
+        return step_costs(models, self.data, repeats=job.repeats, run_dir=self.run_dir)
 
     # ------------------------------------------------------------------ running many
     def run(self, engine: str = "inprocess", *, kinds=KINDS, address: str | None = None,

@@ -23,6 +23,7 @@ from mer_lib.data import MerTensors
 from mer_lib.errors import CheckpointError, TrainingError
 from mer_lib.experiments import Experiment
 from mer_lib.runner import JobError, Runner
+from mer_lib.step_costs import step_costs
 from mer_lib.store import LAYOUT_VERSION, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,6 +234,19 @@ def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, 
         "a2m2e seed 6, waveform SNR >= 40 dB", "a2m2e seed 6, waveform SNR >= 20 dB", "a2m2e seed 6, waveform |d| <= 0.001",
         "realisability of a2m2e seed 6, projected eps=0.001", "explanations of a2m2e seed 6", "attributions of a2m2e seed 6",
         "step cost of a2m2e seed 6"]
+
+
+def test_a_step_timing_without_a2e_is_stored_where_it_was_planned(tmp_path, baseline):
+    """No A2E in the experiment: the timing has no reference (its cost ratio is NaN), and the
+    job stores it in the folder the plan names, so it is done afterwards and a chapter reads it."""
+    exp = Experiment.from_parameters(**SMOKE, variants=["a2m2e"], modes=["projected"], epsilons=[0.01])
+    runner = Runner(exp, tmp_path, data=baseline.runner.data, **QUIET)
+    job = next(j for j in runner.cost_jobs() if j.model.variant == "a2m2e")
+    assert job.reference is None and job.needs == (job.model,)
+    assert runner.execute(job) and runner.is_done(job)
+    assert not runner.execute(job)                                   # found in the store
+    costs = step_costs([runner.model_of(job.model)], runner.data, run_dir=runner.run_dir)
+    assert costs.loc["a2m2e", "step_seconds"] > 0 and np.isnan(costs.loc["a2m2e", "epoch_cost"])
 
 
 def test_a_failed_reference_model_skips_every_step_timing_and_names_it(tmp_path, baseline, monkeypatch):
