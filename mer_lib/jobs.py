@@ -6,7 +6,7 @@ so; an :class:`AttackJob` attacks one model with one configuration; a :class:`Ta
 computes one stored table of one model (explanation quality, attribution robustness:
 :mod:`mer_lib.products`); a :class:`CostJob` times one system's training step beside the
 reference system's (:mod:`mer_lib.step_costs`; run after every other job, never beside one).
-A job's ``needs`` are the model jobs it needs first (``depends_on``: the first of them). Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
+A job's ``needs`` are the model jobs it needs first. Engines (:class:`~mer_lib.runner.Runner`'s in-process loop,
 :mod:`mer_lib.ray_engine`) return ``{job: computed (bool) or failure cause (str)}``, and
 :func:`report_from_outcomes` turns that into a :class:`RunReport`, where a job whose model
 failed is *skipped* with the failing job named.
@@ -68,7 +68,6 @@ class TrainJob:
     seed: int
     key: str                              # the model key (its folder name)
     kind = "train"
-    depends_on = None
     needs = ()
 
     @property
@@ -94,10 +93,6 @@ class ExtensionJob:
     kind = "extension"
 
     @property
-    def depends_on(self) -> TrainJob | None:
-        return self.base
-
-    @property
     def needs(self) -> tuple:
         return () if self.base is None else (self.base,)
 
@@ -116,10 +111,6 @@ class AttackJob:
     split: str
     key: str                              # the result key (its folder name)
     kind = "attack"
-
-    @property
-    def depends_on(self) -> TrainJob:
-        return self.model
 
     @property
     def needs(self) -> tuple:
@@ -141,10 +132,6 @@ class TableJob:
     key: str                              # the table key (its folder name)
     chapter: str
     kind = "table"
-
-    @property
-    def depends_on(self) -> TrainJob | ExtensionJob:
-        return self.model
 
     @property
     def needs(self) -> tuple:
@@ -169,10 +156,6 @@ class CostJob:
     key: str                              # the stored times' key (its folder name)
     chapter: str
     kind = "cost"
-
-    @property
-    def depends_on(self) -> TrainJob | ExtensionJob:
-        return self.model
 
     @property
     def needs(self) -> tuple:

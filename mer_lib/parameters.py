@@ -23,7 +23,7 @@ from .attributions.metrics import check_fraction
 from .errors import ParameterError, check_choice, check_number_list, check_seeds  # noqa: F401 (check_seeds re-exported)
 from .models import VARIANTS, Variant
 from .params import parse_value
-from .profiles import PROFILES, SIZE, SIZES, at_least, get_profile, non_negative, or_none, positive  # noqa: F401
+from .profiles import PROFILES, SIZE, at_least, get_profile, non_negative, or_none, positive  # noqa: F401 (get_profile: the doctest)
 from .split import SPLITS
 
 ALL_VARIANTS = ("a2e", "a2b2e", "a2m2e", "aa2e", "aa2b2e")

@@ -9,7 +9,7 @@ see, and ``mer_lib`` installed. The engine takes jobs and a worker, not the runn
 each job's outcome and the runner turns the outcomes into its report.
 
 - Training tasks go first; an extension model's or an attack's task takes the task of the
-  model it needs (``job.depends_on``) as an argument, so Ray starts it once that model is
+  models it needs (``job.needs``) as arguments, so Ray starts it once they are
   stored (jobs whose model is stored start at once).
 - A model stack (the runner's :meth:`~mer_lib.runner.Runner.stacks`) is one task: its worker
   trains the K models together, as the in-process engine does.
@@ -119,7 +119,7 @@ def run_on_ray(jobs: list, worker, data, *, device: str = "auto", log=print, add
                 if isinstance(unit, tuple) and unit[0] is not job:
                     continue                                  # submitted with its stack's first job
                 members = unit if isinstance(unit, tuple) else (job,)
-                needs = [j.depends_on for j in members if j.depends_on is not None]
+                needs = [n for j in members for n in j.needs]
                 dep = list(dict.fromkeys(model_refs[n.name] for n in needs if n.name in model_refs))
                 ref = task.remote(worker_ref, data_ref, unit, *dep)
                 by_ref[ref] = unit

@@ -50,7 +50,7 @@ from .planning import chapter_of, is_wave
 from .extensions import extension_model
 from .comparison import attack_tables
 from .products import PRODUCTS, table_folder
-from .step_costs import step_costs
+from .step_costs import COST_FOLDER, step_costs
 from .store import is_stored, open_store
 from .stack import check_stack_size
 from .data import load_dataset
@@ -146,7 +146,7 @@ class Runner:
             return self.run_dir / "models" / job.variant / job.key
         if job.kind == "table":
             return table_folder(self.run_dir, job.product, job.model.key, job.config, job.split, self.data.identity)
-        return self.run_dir / ("step_costs" if job.kind == "cost" else "attacks") / job.model.key / job.key
+        return self.run_dir / (COST_FOLDER if job.kind == "cost" else "attacks") / job.model.key / job.key
 
     def is_done(self, job) -> bool:
         """True when the job's result is in the store (a model's ``model.pt``, an intact table)."""
@@ -259,7 +259,10 @@ class Runner:
             return bool(self.extension(job).trained_now)
         if job.kind in ("table", "cost"):
             stored = self.is_done(job)
-            self.table(job) if job.kind == "table" else self.step_cost(job)
+            if job.kind == "table":
+                self.table(job)
+            else:
+                self.step_cost(job)
             return not stored
         return self.attack(job).computed_now
 

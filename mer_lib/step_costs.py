@@ -38,6 +38,8 @@ from .store import is_stored, load_table, table_dir, write_table
 COST_REPEATS = 5
 #: The system every cost is relative to.
 REFERENCE = "a2e"
+#: The store's folder of the step timings (``<run_dir>/step_costs/<model key>/<key>/``).
+COST_FOLDER = "step_costs"
 #: The stored measurement's version: bump it when the timing changes (stored times are taken again).
 COST_VERSION = 3
 
@@ -50,7 +52,7 @@ def cost_identity(model_key: str, reference_key: str | None, repeats: int, devic
 
 def cost_folder(run_dir: str | Path, identity: dict) -> Path:
     """Where one model's step times are stored."""
-    return table_dir(run_dir, "step_costs", identity["model"], identity)
+    return table_dir(run_dir, COST_FOLDER, identity["model"], identity)
 
 
 def step_costs(models, data, *, reference: str = REFERENCE, repeats: int = COST_REPEATS,
@@ -119,7 +121,7 @@ def _stored_step_times(first: dict, data, repeats: int, run_dir, reference: str)
 
     times = {v: stored(v) for v in first}
     if any(t is None for t in times.values()):
-        with work_lock(Path(run_dir) / "step_costs" / "timing.lock", what="step timing"):
+        with work_lock(Path(run_dir) / COST_FOLDER / "timing.lock", what="step timing"):
             missing = [v for v in first if stored(v) is None]     # another worker may have timed some
             session = [*missing, *([reference] if ref_model is not None and reference not in missing else [])]
             measured = _time_steps({v: first[v] for v in session}, data, repeats)

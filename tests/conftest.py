@@ -25,3 +25,22 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def fail_training(monkeypatch):
+    """``fail_training("a2m2e")``: the runner's training of that variant raises a TrainingError
+    (NaN loss); every other variant trains as usual."""
+    import mer_lib.runner as runner_module
+    from mer_lib.errors import TrainingError
+
+    real = runner_module.get_trained
+
+    def fail(variant_to_fail: str) -> None:
+        def failing(variant, seed, *args, **kwargs):
+            if variant == variant_to_fail:
+                raise TrainingError(f"training {variant} seed {seed}: the loss became nan at epoch 1, batch 1 of 4")
+            return real(variant, seed, *args, **kwargs)
+
+        monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
+    return fail

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import mer_lib.runner as runner_module
 import mer_lib.store as store
 import mer_lib.training as training
 from mer_lib.comparison import explanation_tables
-from mer_lib.errors import TrainingError
 from mer_lib.experiments import Experiment
 from mer_lib.extensions import extension_model, extension_models, quality_config
 from mer_lib.jobs import JobError
@@ -77,16 +75,9 @@ def test_after_the_run_the_chapters_read_every_extension_model_without_training(
     assert len(sweep) and fresh.missing() == []
 
 
-def test_a_failed_base_model_skips_its_extension_models_and_names_it(tmp_path, ran, monkeypatch):
+def test_a_failed_base_model_skips_its_extension_models_and_names_it(tmp_path, ran, fail_training):
     runner = ran[0]
-    real = training.get_trained
-
-    def failing(variant, seed, *args, **kwargs):
-        if variant == "a2e":
-            raise TrainingError("training a2e seed 6: the loss became nan at epoch 1, batch 1 of 4")
-        return real(variant, seed, *args, **kwargs)
-
-    monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
+    fail_training("a2e")
     other = Runner(Experiment.from_parameters(**SPEC), tmp_path, data=runner.data, **QUIET)
     with pytest.raises(JobError, match="1 job\\(s\\) failed: train a2e seed 6: TrainingError.*; "
                                        "4 job\\(s\\) skipped because their model failed"):

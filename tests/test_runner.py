@@ -16,11 +16,10 @@ import torch
 from torch import nn
 
 import mer_lib.attacks.results as results
-import mer_lib.runner as runner_module
 import mer_lib.store as store
 from mer_lib.attacks import AttackConfig
 from mer_lib.data import MerTensors
-from mer_lib.errors import CheckpointError, TrainingError
+from mer_lib.errors import CheckpointError
 from mer_lib.experiments import Experiment
 from mer_lib.runner import JobError, Runner
 from mer_lib.step_costs import step_costs
@@ -209,17 +208,8 @@ def test_tables_hold_every_model_and_clip(baseline):
     assert (projected.linf <= projected.epsilon * (1 + 1e-5)).all()
 
 
-def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, monkeypatch):
-    import mer_lib.training as training
-
-    real = training.get_trained
-
-    def failing(variant, seed, *args, **kwargs):
-        if variant == "a2m2e":
-            raise TrainingError("training a2m2e seed 6: the loss became nan at epoch 1, batch 1 of 4")
-        return real(variant, seed, *args, **kwargs)
-
-    monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
+def test_a_failed_model_fails_its_job_and_skips_its_attacks(tmp_path, baseline, fail_training):
+    fail_training("a2m2e")
     exp = Experiment.from_parameters(**SMOKE, variants=["a2e", "a2m2e"], modes=["projected"], epsilons=[0.01])
     runner = Runner(exp, tmp_path, data=baseline.runner.data, **QUIET)
     with pytest.raises(JobError) as info:
@@ -249,19 +239,10 @@ def test_a_step_timing_without_a2e_is_stored_where_it_was_planned(tmp_path, base
     assert costs.loc["a2m2e", "step_seconds"] > 0 and np.isnan(costs.loc["a2m2e", "epoch_cost"])
 
 
-def test_a_failed_reference_model_skips_every_step_timing_and_names_it(tmp_path, baseline, monkeypatch):
+def test_a_failed_reference_model_skips_every_step_timing_and_names_it(tmp_path, baseline, fail_training):
     """A step timing needs two models, its own and A2E's: when A2E fails, every timing is skipped
     with A2E named, and the jobs that need only the other model still run."""
-    import mer_lib.training as training
-
-    real = training.get_trained
-
-    def failing(variant, seed, *args, **kwargs):
-        if variant == "a2e":
-            raise TrainingError("training a2e seed 6: the loss became nan at epoch 1, batch 1 of 4")
-        return real(variant, seed, *args, **kwargs)
-
-    monkeypatch.setattr(runner_module, "get_trained", failing)   # where the runner looks it up
+    fail_training("a2e")
     exp = Experiment.from_parameters(**SMOKE, variants=["a2e", "a2m2e"], modes=["projected"], epsilons=[0.01])
     runner = Runner(exp, tmp_path, data=baseline.runner.data, **QUIET)
     report = runner.run(kinds=("train", "cost"), raise_on_failure=False)
